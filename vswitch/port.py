@@ -1,0 +1,281 @@
+"""A switch port: its built chains, its counters, and the per-frame entry point.
+
+The fast path is a decision cache in front of the chains, in the manner of Open vSwitch's
+exact-match cache. The first frame with given header bytes runs the chains (the slow path)
+and leaves a `Flow`: which ports get the frame, with which tag, and where it is dropped. Later
+frames with the same header bytes only look their flow up and join its batch; each flow's
+batch is then delivered with one call per egress port. A decision is cached only when every
+unit that took part reads nothing but the header bytes in the key and the frame length (which
+the fast path bounds), so the cache never decides differently from the chains; any change to
+the switch's configuration empties every port's cache.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from copy import copy
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from vswitch.control import ControlChannel, ReceiveFilter
+from vswitch.frame import ETH_HEADER, TAG_LEN, Frame, Offload, mac_bytes
+from vswitch.unit import Unit
+
+if TYPE_CHECKING:
+    from vswitch.portgroup import PortGroup
+    from vswitch.switch import VSwitch
+    from vswitch.trace import Tracer
+
+#: Where a port's egress frames go: the adapter or the physical adapter behind it.
+Output = Callable[[Sequence[bytes]], None]
+
+#: A port's cache is emptied when it reaches this many decisions (e.g. under a flood of
+#: random source addresses), which bounds its memory.
+CACHE_LIMIT = 4096
+
+
+class PortKind(str, Enum):
+    VM = "vm"
+    VMKERNEL = "vmkernel"
+    UPLINK = "uplink"
+
+
+@dataclass
+class PortCounters:
+    """From the switch's side: rx is what the port's device sent in, tx what the switch sent out."""
+
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    drops: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {"rx_packets": self.rx_packets, "rx_bytes": self.rx_bytes,
+                "tx_packets": self.tx_packets, "tx_bytes": self.tx_bytes,
+                "drops": dict(sorted(self.drops.items())),
+                "refused": dict(sorted(self.refused.items()))}
+
+
+class Flow(list):
+    """The frames of one batch that share a decision, and that decision."""
+
+    __slots__ = ("deliveries", "drops")
+
+    def __init__(self, deliveries: tuple = (), drops: tuple = ()) -> None:
+        super().__init__()
+        #: (port, transform from ingress bytes to egress bytes or None, length change)
+        self.deliveries = deliveries
+        #: (port, unit, reason)
+        self.drops = drops
+
+
+class Port:
+    """One port of a `VSwitch`: a VM adapter's, a VMkernel NIC's, or an uplink."""
+
+    def __init__(self, switch: VSwitch, name: str, kind: PortKind, index: int,
+                 portgroup: PortGroup | None = None, mac: str | bytes | None = None) -> None:
+        self.switch = switch
+        self.name = name
+        self.kind = kind
+        self.index = index
+        self.portgroup = portgroup
+        self.is_uplink = kind is PortKind.UPLINK
+        self.link_up = True
+        self.output: Output | None = None
+        self.counters = PortCounters()
+        if self.is_uplink:
+            self.vlan_mode, self.vlan, self.trunk = "trunk", None, frozenset()
+            self.security = switch.security
+            self.teaming = None
+            self.filter = None
+            self.control = None
+        else:
+            assert portgroup is not None and mac is not None
+            self.vlan_mode, self.vlan, self.trunk = portgroup.mode, portgroup.vlan, portgroup.trunk_set
+            self.security = switch.security.resolve(portgroup.security)
+            self.teaming = switch.teaming_for(switch.teaming.resolve(portgroup.teaming))
+            raw = mac_bytes(mac)
+            self.filter = ReceiveFilter(raw, raw, bool(self.security.mac_changes))
+            self.control = ControlChannel(self)
+        # trunk-capable ports key their decisions on the tag too
+        self._key_len = ETH_HEADER + TAG_LEN if self.vlan_mode in ("vgt", "trunk") else ETH_HEADER
+        self._fast_max = switch.mtu + ETH_HEADER
+        self._cache: dict[bytes, Flow] = {}
+        self.ingress: tuple[Unit, ...] = ()
+        self.egress: tuple[Unit, ...] = ()
+        self._cacheable = False
+
+    # -- configuration, read once ------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Build this port's chains from its configuration (the pipeline builder's job)."""
+        from vswitch.pipeline import build
+
+        self.ingress, self.egress = build(self)
+        self._cacheable = all(u.cacheable for u in self.ingress)
+        self._cache.clear()
+
+    def forget(self) -> None:
+        """Drop every cached decision: the switch's configuration changed."""
+        self._cache.clear()
+
+    def carries(self, vlan: int | None) -> bool:
+        """Membership: does this port carry frames of that VLAN (None: the untagged domain)?"""
+        mode = self.vlan_mode
+        if mode == "vst":
+            return vlan == self.vlan
+        if mode == "est":
+            return vlan is None
+        return vlan is None or mode == "trunk" or vlan in self.trunk
+
+    @property
+    def promiscuous(self) -> bool:
+        """Promiscuous as granted: asked for by the guest and allowed by policy."""
+        f = self.filter
+        return f is not None and f.promiscuous_requested and bool(self.security.promiscuous)
+
+    # -- the per-frame path ------------------------------------------------------------------
+
+    def receive(self, data: bytes | bytearray | memoryview, offload: Offload | None = None) -> None:
+        """One frame from the port's device into the switch."""
+        if offload is None:
+            self.receive_batch((data,))
+        else:
+            flow = self._classify(bytes(data), offload)
+            flow.append(bytes(data))
+            self._apply((flow,))
+
+    def receive_batch(self, frames: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Frames from the port's device into the switch, decided and delivered in one go.
+
+        Each frame is copied (if it is not already immutable `bytes`) before anything looks at
+        it, so a sender that changes its buffer afterwards changes nothing.
+        """
+        if not self.link_up:
+            self.counters.drops["link-down"] += sum(1 for _ in frames)
+            return
+        touched: list[Flow] = []
+        mark = touched.append
+        if self.switch.tracer is not None:
+            for f in frames:
+                flow = self._classify(bytes(f), None, self.switch.tracer)
+                if not flow:
+                    mark(flow)
+                flow.append(bytes(f))
+            self._apply(touched)
+            return
+        get = self._cache.get
+        key_len, fast_max = self._key_len, self._fast_max
+        for f in frames:
+            if type(f) is not bytes:
+                f = bytes(f)
+            flow = get(f[:key_len])
+            if flow is None or len(f) > fast_max:
+                flow = self._classify(f)
+            if not flow:
+                mark(flow)
+            flow.append(f)
+        self._apply(touched)
+
+    def _classify(self, wire: bytes, offload: Offload | None = None,
+                  tracer: Tracer | None = None) -> Flow:
+        """The slow path: run the chains on one frame and describe the decision as a Flow."""
+        frame = Frame(wire, offload=offload)
+        cacheable = self._cacheable and offload is None and len(wire) <= self._fast_max
+        for unit in self.ingress:
+            reason = unit(frame)
+            if tracer is not None:
+                tracer.unit(self, "in", unit, frame, reason)
+            if reason is not None:
+                return self._remember(wire, Flow((), ((self, unit, reason),)), cacheable)
+        lifted = frame.tag is not None
+        if lifted and self._key_len < ETH_HEADER + TAG_LEN:
+            cacheable = False  # the key does not hold the tag this decision read
+        deliveries, drops = [], []
+        for port in frame.out:
+            f = copy(frame)
+            for unit in port.egress:
+                reason = unit(f)
+                if tracer is not None:
+                    tracer.unit(port, "out", unit, f, reason)
+                if not unit.cacheable:
+                    cacheable = False
+                if reason is not None:
+                    drops.append((port, unit, reason))
+                    break
+            else:
+                deliveries.append((port, *_transform(lifted, f.egress_tag, wire)))
+        return self._remember(wire, Flow(tuple(deliveries), tuple(drops)), cacheable)
+
+    def _remember(self, wire: bytes, flow: Flow, cacheable: bool) -> Flow:
+        if cacheable and self.switch.tracer is None:
+            cache = self._cache
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[wire[: self._key_len]] = flow
+        return flow
+
+    def _apply(self, touched: Iterable[Flow]) -> None:
+        """Deliver each flow's batch: one call per egress port, counters added per batch."""
+        counters = self.counters
+        observer = self.switch.observer
+        for flow in touched:
+            frames = tuple(flow)
+            flow.clear()
+            n = len(frames)
+            nbytes = sum(map(len, frames))
+            counters.rx_packets += n
+            counters.rx_bytes += nbytes
+            for port, transform, delta in flow.deliveries:
+                out = frames if transform is None else tuple(map(transform, frames))
+                port._emit(out, n, nbytes + delta * n)
+            for port, unit, reason in flow.drops:
+                unit.dropped[reason] += n
+                port.counters.drops[reason] += n
+                if observer is not None:
+                    observer.dropped(self, port, frames, reason)
+
+    def _emit(self, frames: Sequence[bytes], n: int, nbytes: int) -> None:
+        c = self.counters
+        c.tx_packets += n
+        c.tx_bytes += nbytes
+        if self.output is not None:
+            self.output(frames)
+
+    # -- introspection -------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """The port and the chains built for it, one unit per arrow."""
+        head = f"{self.name} ({self.kind.value}"
+        if self.portgroup is not None:
+            head += f", portgroup {self.portgroup.name} {self.portgroup.mode_text}"
+        if self.filter is not None:
+            head += f", {self.filter.describe()}"
+        if self.promiscuous:
+            head += ", promiscuous"
+        if self.is_uplink:
+            head += ", link " + ("up" if self.link_up else "down")
+        head += ")"
+        ingress = " -> ".join(u.describe() for u in self.ingress)
+        egress = " -> ".join(u.describe() for u in self.egress)
+        return f"{head}\n  in:  {ingress}\n  out: {egress}"
+
+    def __repr__(self) -> str:
+        return f"<Port {self.name} {self.kind.value}>"
+
+
+def _transform(lifted: bool, tag: bytes | None, wire: bytes):
+    """How to turn the ingress bytes into the egress bytes: (function or None, length change)."""
+    if not lifted:
+        if tag is None:
+            return None, 0
+        return (lambda w: w[:12] + tag + w[12:]), TAG_LEN
+    if tag is None:
+        return (lambda w: w[:12] + w[16:]), -TAG_LEN
+    if wire[12:16] == tag:
+        return None, 0
+    return (lambda w: w[:12] + tag + w[16:]), 0

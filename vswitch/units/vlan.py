@@ -1,0 +1,203 @@
+"""VLAN tagging, stripping and filtering, one unit per port mode and direction.
+
+Port group VLAN 0 is EST (the switch never tags), 1..4094 VST (the port group tags toward the
+uplinks and strips toward the VM), 4095 VGT (the guest's tags pass; the port is a trunk).
+Uplinks are trunks with no native VLAN. See the behaviour table in `vswitch/SEMANTICS.md`.
+"""
+
+from __future__ import annotations
+
+from vswitch.frame import TPID_BYTES, VID_RESERVED, Frame, tag_bytes
+from vswitch.unit import Unit
+
+
+def _mode(port) -> str:
+    return port.vlan_mode
+
+
+class VstIngress(Unit):
+    """Classifies untagged (and priority-tagged) frames into the port group's VLAN."""
+
+    name = "vlan.vst-in"
+
+    def __init__(self, vlan: int) -> None:
+        super().__init__()
+        self.vlan = vlan
+
+    @classmethod
+    def for_port(cls, port) -> VstIngress | None:
+        return cls(port.vlan) if _mode(port) == "vst" else None
+
+    def __call__(self, frame: Frame) -> str | None:
+        tag = frame.tag
+        if tag is not None:
+            if tag.vid != 0:
+                return "tagged-on-vst"
+            frame.pcp = tag.pcp
+        if frame.data[12:14] in TPID_BYTES:
+            return "tagged-on-vst"
+        frame.vlan = self.vlan
+        return None
+
+    def describe(self) -> str:
+        return f"{self.name}(vlan={self.vlan})"
+
+
+class EstIngress(Unit):
+    """Keeps untagged frames in the untagged domain; tags are the external switch's job."""
+
+    name = "vlan.est-in"
+
+    @classmethod
+    def for_port(cls, port) -> EstIngress | None:
+        return cls() if _mode(port) == "est" else None
+
+    def __call__(self, frame: Frame) -> str | None:
+        tag = frame.tag
+        if tag is not None:
+            if tag.vid != 0:
+                return "tagged-on-est"
+            frame.pcp = tag.pcp
+        frame.vlan = None
+        return None
+
+
+class VgtIngress(Unit):
+    """Lifts the guest's tag into metadata when its VLAN is in the port's trunk set."""
+
+    name = "vlan.vgt-in"
+
+    def __init__(self, trunk: frozenset[int]) -> None:
+        super().__init__()
+        self.trunk = trunk
+
+    @classmethod
+    def for_port(cls, port) -> VgtIngress | None:
+        return cls(port.trunk) if _mode(port) == "vgt" else None
+
+    def __call__(self, frame: Frame) -> str | None:
+        tag = frame.tag
+        if tag is None or tag.vid == 0:
+            frame.vlan = None
+            frame.pcp = tag.pcp if tag else 0
+            return None
+        if tag.vid == VID_RESERVED:
+            return "reserved-vid"
+        if tag.vid not in self.trunk:
+            return "vlan-not-allowed"
+        frame.vlan, frame.pcp = tag.vid, tag.pcp
+        return None
+
+    def describe(self) -> str:
+        return f"{self.name}(trunk={format_vlans(self.trunk)})"
+
+
+class TrunkIngress(Unit):
+    """An uplink is a trunk: a tag names the VLAN, no tag is the untagged domain."""
+
+    name = "vlan.trunk-in"
+
+    @classmethod
+    def for_port(cls, port) -> TrunkIngress | None:
+        return cls() if _mode(port) == "trunk" else None
+
+    def __call__(self, frame: Frame) -> str | None:
+        tag = frame.tag
+        if tag is None:
+            frame.vlan = None
+            return None
+        if tag.vid == VID_RESERVED:
+            return "reserved-vid"
+        frame.vlan = tag.vid or None
+        frame.pcp = tag.pcp
+        return None
+
+
+class VstEgress(Unit):
+    """Lets out only frames of the port group's VLAN, untagged."""
+
+    name = "vlan.vst-out"
+
+    def __init__(self, vlan: int) -> None:
+        super().__init__()
+        self.vlan = vlan
+
+    @classmethod
+    def for_port(cls, port) -> VstEgress | None:
+        return cls(port.vlan) if _mode(port) == "vst" else None
+
+    def __call__(self, frame: Frame) -> str | None:
+        return None if frame.vlan == self.vlan else "vlan-not-allowed"
+
+    def describe(self) -> str:
+        return f"{self.name}(vlan={self.vlan})"
+
+
+class EstEgress(Unit):
+    """Lets out only untagged-domain frames."""
+
+    name = "vlan.est-out"
+
+    @classmethod
+    def for_port(cls, port) -> EstEgress | None:
+        return cls() if _mode(port) == "est" else None
+
+    def __call__(self, frame: Frame) -> str | None:
+        return None if frame.vlan is None else "vlan-not-allowed"
+
+
+class VgtEgress(Unit):
+    """Tags frames of the trunk's VLANs for the guest; untagged-domain frames stay untagged."""
+
+    name = "vlan.vgt-out"
+
+    def __init__(self, trunk: frozenset[int]) -> None:
+        super().__init__()
+        self.trunk = trunk
+
+    @classmethod
+    def for_port(cls, port) -> VgtEgress | None:
+        return cls(port.trunk) if _mode(port) == "vgt" else None
+
+    def __call__(self, frame: Frame) -> str | None:
+        if frame.vlan is None:
+            return None
+        if frame.vlan not in self.trunk:
+            return "vlan-not-allowed"
+        frame.egress_tag = tag_bytes(frame.vlan, frame.pcp)
+        return None
+
+    def describe(self) -> str:
+        return f"{self.name}(trunk={format_vlans(self.trunk)})"
+
+
+class TrunkEgress(Unit):
+    """Tags VLAN frames toward the physical network; the untagged domain leaves untagged."""
+
+    name = "vlan.trunk-out"
+
+    @classmethod
+    def for_port(cls, port) -> TrunkEgress | None:
+        return cls() if _mode(port) == "trunk" else None
+
+    def __call__(self, frame: Frame) -> str | None:
+        if frame.vlan is not None:
+            frame.egress_tag = tag_bytes(frame.vlan, frame.pcp)
+        return None
+
+
+def format_vlans(vlans: frozenset[int]) -> str:
+    """'1-4094' or '10,20-29': VLAN sets the way switch configurations write them."""
+    if not vlans:
+        return "none"
+    ordered = sorted(vlans)
+    runs: list[str] = []
+    start = prev = ordered[0]
+    for v in ordered[1:] + [None]:  # type: ignore[operator]
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ",".join(runs)
