@@ -16,7 +16,7 @@ import os
 import pathlib
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 
 from scapy.data import DLT_EN10MB
@@ -60,12 +60,16 @@ class CaptureRecord:
     endpoint: str  # endpoint id, e.g. "web01.eth0": the pcapng interface name
     data: bytes  # the frame as that wire carries it (tagged on trunks)
     direction: str  # "in" (the endpoint received it) or "out" (the endpoint sent it)
-    comment: str | None = None  # e.g. "drop: forged-transmit"
+    comments: tuple[str, ...] = ()  # e.g. ("drop: forged-transmit",)
+
+    @property
+    def comment(self) -> str | None:
+        return self.comments[0] if self.comments else None
 
     @property
     def dropped(self) -> bool:
         """Whether a switch dropped this frame here (it never reached the endpoint)."""
-        return self.comment is not None and self.comment.startswith(DROP_PREFIX)
+        return any(c.startswith(DROP_PREFIX) for c in self.comments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,7 @@ class _LabPcapNgWriter(RawPcapNgWriter):
         data: bytes,
         timestamp_ns: int,
         direction: str | None = None,
-        comment: str | None = None,
+        comments: Sequence[str] = (),
     ) -> None:
         """Write one frame on a declared interface at an exact nanosecond timestamp."""
         ifname = interface.encode("utf-8")
@@ -134,20 +138,20 @@ class _LabPcapNgWriter(RawPcapNgWriter):
                 sec=Decimal(timestamp_ns) / _NS_PER_S,  # type: ignore[arg-type]
                 ifname=ifname,
                 direction=_DIRECTIONS[direction] if direction is not None else None,
-                comments=[comment.encode("utf-8")] if comment is not None else None,
+                comments=[c.encode("utf-8") for c in comments] or None,
             )
 
 
 def _write_pcapng(
     path: pathlib.Path,
     interfaces: Sequence[str],
-    frames: Iterable[tuple[str, bytes, int, str | None, str | None]],
+    frames: Iterable[tuple[str, bytes, int, str | None, Sequence[str]]],
 ) -> None:
-    """Write (interface, data, timestamp ns, direction or None, comment or None) frames."""
+    """Write (interface, data, timestamp ns, direction or None, comments) frames."""
     with _LabPcapNgWriter(str(path), interfaces) as writer:
         writer.write_header(None)
-        for interface, data, timestamp_ns, direction, comment in frames:
-            writer.write_frame(interface, data, timestamp_ns, direction, comment)
+        for interface, data, timestamp_ns, direction, comments in frames:
+            writer.write_frame(interface, data, timestamp_ns, direction, comments)
 
 
 def _write_pcap(path: pathlib.Path, frames: Iterable[tuple[bytes, int]]) -> None:
@@ -186,8 +190,8 @@ class Capture:
         data: bytes,
         direction: str,
         comment: str | None = None,
-    ) -> None:
-        """Note that a frame crossed an endpoint's wire; unknown endpoints are a bug."""
+    ) -> int:
+        """Note that a frame crossed an endpoint's wire; returns the record's index."""
         if endpoint not in self._declared:
             raise ValueError(
                 f"endpoint {endpoint!r} is not declared in capture {self.name!r}"
@@ -196,7 +200,14 @@ class Capture:
             raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
         if not isinstance(time_ns, int) or time_ns < 0:
             raise ValueError(f"time_ns must be a non-negative int, not {time_ns!r}")
-        self._records.append(CaptureRecord(time_ns, endpoint, bytes(data), direction, comment))
+        comments = (comment,) if comment is not None else ()
+        self._records.append(CaptureRecord(time_ns, endpoint, bytes(data), direction, comments))
+        return len(self._records) - 1
+
+    def annotate(self, index: int, comment: str) -> None:
+        """Add a comment to a record made earlier (a drop decided after the frame was seen)."""
+        record = self._records[index]
+        self._records[index] = replace(record, comments=record.comments + (comment,))
 
     @property
     def records(self) -> tuple[CaptureRecord, ...]:
@@ -224,7 +235,7 @@ class Capture:
             lab_path,
             self.endpoints,
             (
-                (r.endpoint, r.data, self.epoch_ns + r.time_ns, r.direction, r.comment)
+                (r.endpoint, r.data, self.epoch_ns + r.time_ns, r.direction, r.comments)
                 for r in self._records
             ),
         )
@@ -254,7 +265,7 @@ def write_pcapng(
         pathlib.Path(path),
         list(interfaces),
         (
-            (interface, bytes(data), epoch_ns + index * 1_000, None, comment)
+            (interface, bytes(data), epoch_ns + index * 1_000, None, (comment,) if comment else ())
             for index, (interface, data, comment) in enumerate(frames)
         ),
     )

@@ -237,7 +237,7 @@ class Port:
                 unit.dropped[reason] += n
                 port.counters.drops[reason] += n
                 if observer is not None:
-                    observer.dropped(self, port, frames, reason)
+                    observer.on_dropped(self, port, frames, reason)
 
     def _emit(self, frames: Sequence[bytes], n: int, nbytes: int) -> None:
         c = self.counters

@@ -23,7 +23,7 @@ from vswitch.units.teaming import Teaming
 class SwitchObserver(Protocol):
     """Told of every drop, with the frames as they entered: captures and fates use it."""
 
-    def dropped(self, ingress: Port, at: Port, frames: tuple[bytes, ...], reason: str) -> None: ...
+    def on_dropped(self, ingress: Port, at: Port, frames: tuple[bytes, ...], reason: str) -> None: ...
 
 
 class VSwitch:

@@ -38,10 +38,18 @@ class Tracer:
                 verdict += f" tag={frame.egress_tag.hex()}"
         self.steps.append(TraceStep(port.switch.name, port.name, direction, unit.describe(), verdict))
 
+    def note(self, endpoint: str, what: str) -> None:
+        """A wire event between switches: an endpoint sent or received the frame."""
+        self.steps.append(TraceStep("", endpoint, "wire", "", what))
+
     def text(self) -> str:
         lines = []
         where = None
         for s in self.steps:
+            if s.direction == "wire":
+                lines.append(f"{s.port} {s.verdict}")
+                where = None
+                continue
             if (s.switch, s.port, s.direction) != where:
                 where = (s.switch, s.port, s.direction)
                 arrow = "ingress" if s.direction == "in" else "egress"

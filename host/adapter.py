@@ -1,0 +1,133 @@
+"""Network adapters of a host: virtual ones (a VM's or the VMkernel's) and physical ones.
+
+A virtual adapter holds what is "burned in" (the MAC in the VM's configuration, outside the
+guest's control) and what the guest set; every change the guest makes goes to the port
+through the port's control channel, which grants or refuses it. A physical adapter is an
+uplink's wire to the physical network, with a link state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from vswitch.frame import mac_bytes, mac_str
+from vswitch.port import Port
+
+
+class WireObserver(Protocol):
+    """Sees frames cross an endpoint's wire: the lab's captures and fates."""
+
+    def on_sent(self, endpoint: str, frames: Sequence[bytes]) -> None: ...
+
+    def on_received(self, endpoint: str, frames: Sequence[bytes]) -> None: ...
+
+
+class Receiver(Protocol):
+    def receive(self, adapter: VirtualAdapter, frames: Sequence[bytes]) -> None: ...
+
+
+class VirtualAdapter:
+    """A virtual Ethernet adapter: its own MAC and receive filters, connected to one port."""
+
+    def __init__(self, owner: str, name: str, mac: str | bytes, receiver: Receiver) -> None:
+        self.owner = owner
+        self.name = name
+        self.endpoint_id = f"{owner}.{name}"
+        self.burned_in_mac = mac_bytes(mac)
+        self.mac = self.burned_in_mac
+        self.promiscuous = False
+        self.port: Port | None = None
+        self.observer: WireObserver | None = None
+        self._receiver = receiver
+
+    def attach(self, port: Port) -> None:
+        """Connect to a port (power-on): from now on the port delivers here."""
+        self.port = port
+        port.output = self._deliver
+
+    def transmit(self, frame: bytes) -> None:
+        self.transmit_batch((bytes(frame),))
+
+    def transmit_batch(self, frames: Sequence[bytes]) -> None:
+        """The guest sends: the frames go to the port, which copies them before deciding."""
+        if self.port is None:
+            return
+        if self.observer is not None:
+            self.observer.on_sent(self.endpoint_id, frames)
+        self.port.receive_batch(frames)
+
+    def _deliver(self, frames: Sequence[bytes]) -> None:
+        if self.observer is not None:
+            self.observer.on_received(self.endpoint_id, frames)
+        self._receiver.receive(self, frames)
+
+    # -- what the guest may ask of its port ------------------------------------------------------
+
+    def set_mac(self, mac: str | bytes) -> bool:
+        """Change the effective MAC; True if the port follows (MAC address changes Accept)."""
+        self.mac = mac_bytes(mac)
+        return self._control().set_mac(self.mac)
+
+    def set_promiscuous(self, on: bool = True) -> bool:
+        """Ask for promiscuous mode; True if the port granted it."""
+        self.promiscuous = on
+        return self._control().set_promiscuous(on)
+
+    def join(self, group: str | bytes) -> None:
+        self._control().join(group)
+
+    def leave(self, group: str | bytes) -> None:
+        self._control().leave(group)
+
+    def set_allmulti(self, on: bool = True) -> None:
+        self._control().set_allmulti(on)
+
+    def _control(self):
+        if self.port is None or self.port.control is None:
+            raise RuntimeError(f"{self.endpoint_id} is not connected to a port")
+        return self.port.control
+
+    def __repr__(self) -> str:
+        return f"<VirtualAdapter {self.endpoint_id} {mac_str(self.mac)}>"
+
+
+class PhysicalAdapter:
+    """A host's physical NIC (vmnic): the uplink port on one side, a wire on the other."""
+
+    def __init__(self, host: str, name: str) -> None:
+        self.host = host
+        self.name = name
+        self.endpoint_id = f"{host}.{name}"
+        self.port: Port | None = None
+        self.link_up = True
+        self.observer: WireObserver | None = None
+        #: Where frames the host sends go: the lab's link; unplugged (None) they are lost.
+        self.wire = None
+
+    def attach(self, port: Port) -> None:
+        self.port = port
+        port.output = self._send
+        port.link_up = self.link_up
+
+    def _send(self, frames: Sequence[bytes]) -> None:
+        if self.observer is not None:
+            self.observer.on_sent(self.endpoint_id, frames)
+        if self.wire is not None:
+            self.wire(frames)
+
+    def receive_batch(self, frames: Sequence[bytes]) -> None:
+        """Frames from the wire into the host: into the uplink port, if this NIC is one."""
+        if self.observer is not None:
+            self.observer.on_received(self.endpoint_id, frames)
+        if self.port is not None and self.link_up:
+            self.port.receive_batch(frames)
+
+    def set_link(self, up: bool) -> None:
+        """Carrier came or went: the switch fails over (or back)."""
+        self.link_up = up
+        if self.port is not None:
+            self.port.switch.set_link(self.port.name, up)
+
+    def __repr__(self) -> str:
+        return f"<PhysicalAdapter {self.endpoint_id} link {'up' if self.link_up else 'down'}>"
