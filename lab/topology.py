@@ -504,7 +504,8 @@ def _check_name(ctx: _Context, path: Path, name: Any, what: str, spaces: bool = 
     if "." in name:
         raise ctx.error(path, f"{what} name {name!r} contains a dot (endpoint ids are NODE.PORT)", at)
     if any(c.isspace() and not (spaces and c == " ") for c in name) or not name.isprintable():
-        raise ctx.error(path, f"{what} name {name!r} contains {'a tab, newline or control' if spaces else 'whitespace or a control'} character", at)
+        bad = "a tab, newline or control" if spaces else "whitespace or a control"
+        raise ctx.error(path, f"{what} name {name!r} contains {bad} character", at)
     return name
 
 
@@ -629,9 +630,11 @@ def _group_macs(ctx: _Context, path: Path, raw: Any) -> tuple[str, ...]:
     for index, item in enumerate(raw):
         mac = _mac(ctx, path + (index,), item)
         if not _is_group(mac):
-            raise ctx.error(path + (index,), f"{mac} is not a group MAC (a multicast MAC has an odd first byte, e.g. 01:00:5e:00:00:01)")
+            raise ctx.error(path + (index,),
+                            f"{mac} is not a group MAC (a multicast MAC has an odd first byte, e.g. 01:00:5e:00:00:01)")
         if mac == "ff:ff:ff:ff:ff:ff":
-            raise ctx.error(path + (index,), "ff:ff:ff:ff:ff:ff is broadcast; every adapter receives it without joining")
+            raise ctx.error(path + (index,),
+                            "ff:ff:ff:ff:ff:ff is broadcast; every adapter receives it without joining")
         if mac in macs:
             raise ctx.error(path + (index,), f"{mac} is listed twice")
         macs.append(mac)
@@ -683,7 +686,8 @@ def _policy(ctx: _Context, path: Path, raw: Any) -> bool:
     if isinstance(raw, str) and raw.strip().lower() in ("accept", "reject"):
         return raw.strip().lower() == "accept"
     if isinstance(raw, bool):
-        raise ctx.error(path, f"expected accept or reject, got {_describe(raw)} (write the word, not yes/no or true/false)")
+        raise ctx.error(path,
+                        f"expected accept or reject, got {_describe(raw)} (write the word, not yes/no or true/false)")
     raise ctx.error(path, f"expected accept or reject, got {_describe(raw)}")
 
 
@@ -692,7 +696,8 @@ def _security(ctx: _Context, path: Path, raw: Any) -> SecurityConfig:
     if isinstance(raw, str):
         if raw.strip().lower() == "reject-all":
             return SecurityConfig(REJECT, REJECT, REJECT, line=line)
-        raise ctx.error(path, f"expected reject-all or a mapping of promiscuous, mac_changes, forged_transmits, got {_describe(raw)}")
+        raise ctx.error(path, "expected reject-all or a mapping of promiscuous, mac_changes, forged_transmits, "
+                              f"got {_describe(raw)}")
     spec = {"promiscuous": (_policy, None), "mac_changes": (_policy, None), "forged_transmits": (_policy, None)}
     return SecurityConfig(**_fields(ctx, path, raw, spec), line=line)
 
@@ -708,13 +713,14 @@ def _teaming(ctx: _Context, path: Path, raw: Any) -> TeamingConfig:
     values = _fields(ctx, path, raw, spec)
     for index, nic in enumerate(values["standby"] or ()):
         if nic in (values["active"] or ()):
-            raise ctx.error(path + ("standby", index), f"{nic} is also in active; an uplink is active or standby, not both")
+            raise ctx.error(path + ("standby", index),
+                            f"{nic} is also in active; an uplink is active or standby, not both")
     return TeamingConfig(**values, line=ctx.line(path))
 
 
 def _shaping(ctx: _Context, path: Path, raw: Any) -> ShapingConfig:
     positive = _int_range(1)
-    spec = {"average_kbps": (positive, _REQUIRED), "peak_kbps": (positive, _REQUIRED), "burst_kb": (positive, _REQUIRED)}
+    spec = {key: (positive, _REQUIRED) for key in ("average_kbps", "peak_kbps", "burst_kb")}
     values = _fields(ctx, path, raw, spec)
     if values["peak_kbps"] < values["average_kbps"]:
         raise ctx.error(path + ("peak_kbps",),
@@ -732,7 +738,8 @@ def _portgroup(ctx: _Context, path: Path, name: str, raw: Any) -> PortGroupConfi
     }
     values = _fields(ctx, path, raw, spec)
     if values["trunk"] is not None and values["vlan"] != 4095:
-        raise ctx.error(path + ("trunk",), f"a trunk is only for vlan 4095 (guest tagging); this port group has vlan {values['vlan']}")
+        raise ctx.error(path + ("trunk",),
+                        f"a trunk is only for vlan 4095 (guest tagging); this port group has vlan {values['vlan']}")
     return PortGroupConfig(name=name, **values, line=ctx.line(path))
 
 
@@ -753,7 +760,11 @@ def _vswitch(ctx: _Context, path: Path, name: str, raw: Any) -> VSwitchConfig:
 
 
 def _adapter_spec(vm: bool) -> dict[str, tuple[Parser, Any]]:
-    spec: dict[str, tuple[Parser, Any]] = {"portgroup": (_reference, _REQUIRED), "mac": (_unicast_mac, _REQUIRED), "ip": (_ip, None)}
+    spec: dict[str, tuple[Parser, Any]] = {
+        "portgroup": (_reference, _REQUIRED),
+        "mac": (_unicast_mac, _REQUIRED),
+        "ip": (_ip, None),
+    }
     if vm:
         spec |= {"promiscuous": (_bool, False), "multicast": (_group_macs, ())}
     return spec
@@ -835,10 +846,12 @@ def _links(ctx: _Context, path: Path, raw: Any) -> tuple[tuple[str, str], ...]:
     links = []
     for index, item in enumerate(raw):
         if not isinstance(item, list) or len(item) != 2:
-            raise ctx.error(path + (index,), f"a link is a pair of endpoint ids like [esx01.vmnic0, pswitch1.gi1], got {_describe(item)}")
+            raise ctx.error(path + (index,),
+                            f"a link is a pair of endpoint ids like [esx01.vmnic0, pswitch1.gi1], got {_describe(item)}")
         for side, end in enumerate(item):
             if not isinstance(end, str):
-                raise ctx.error(path + (index, side), f"expected an endpoint id like pswitch1.gi1, got {_describe(end)}")
+                raise ctx.error(path + (index, side),
+                                f"expected an endpoint id like pswitch1.gi1, got {_describe(end)}")
         links.append((item[0], item[1]))
     return tuple(links)
 
@@ -847,7 +860,8 @@ def _build(ctx: _Context, data: Any) -> TopologyConfig:
     if data is None:
         raise ctx.error((), "the topology is empty (it needs at least a name)")
     if not isinstance(data, dict):
-        raise ctx.error((), f"a topology is a mapping with name, hosts, switches, endpoints and links; got {_describe(data)}")
+        raise ctx.error((), "a topology is a mapping with name, hosts, switches, endpoints and links; "
+                            f"got {_describe(data)}")
     empty: Mapping[str, Any] = MappingProxyType({})
     spec = {
         "name": (_lab_name, _REQUIRED),
@@ -912,8 +926,9 @@ def _check_node_names(ctx: _Context, topo: TopologyConfig, problems: list[Topolo
         name = str(path[-1])
         if name in first:
             first_path, first_what = first[name]
-            problems.append(ctx.error(path[:-1], f"name {name!r} is already used by {first_what}{ctx.at_line(first_path)}; "
-                                                 "hosts, VMs, switches and endpoints share one name space", at=path))
+            reason = (f"name {name!r} is already used by {first_what}{ctx.at_line(first_path)}; "
+                      "hosts, VMs, switches and endpoints share one name space")
+            problems.append(ctx.error(path[:-1], reason, at=path))
         else:
             first[name] = (path, what)
 
@@ -928,11 +943,11 @@ def _check_host(ctx: _Context, host: HostConfig, problems: list[TopologyError]) 
         for index, uplink in enumerate(vswitch.uplinks):
             if uplink not in host.pnics:
                 known = f" (its pnics: {', '.join(host.pnics)})" if host.pnics else f" ({host.name} has no pnics)"
-                problems.append(ctx.error(vs_path + ("uplinks", index),
-                                          f"{uplink} is not a pnic of {host.name}{_suggest(uplink, host.pnics) or known}"))
+                hint = _suggest(uplink, host.pnics) or known
+                problems.append(ctx.error(vs_path + ("uplinks", index), f"{uplink} is not a pnic of {host.name}{hint}"))
             elif uplink in uplink_of:
-                problems.append(ctx.error(vs_path + ("uplinks", index),
-                                          f"{uplink} is already an uplink of {uplink_of[uplink]}; a pnic serves one vswitch"))
+                reason = f"{uplink} is already an uplink of {uplink_of[uplink]}; a pnic serves one vswitch"
+                problems.append(ctx.error(vs_path + ("uplinks", index), reason))
             else:
                 uplink_of[uplink] = vs_name
         teamings = [(vs_path + ("teaming",), vswitch.teaming)]
@@ -942,7 +957,8 @@ def _check_host(ctx: _Context, host: HostConfig, problems: list[TopologyError]) 
                 for index, nic in enumerate(getattr(teaming, key, None) or ()):
                     if nic not in vswitch.uplinks:
                         known = f"its uplinks: {', '.join(vswitch.uplinks)}" if vswitch.uplinks else "it has no uplinks"
-                        problems.append(ctx.error(teaming_path + (key, index), f"{nic} is not an uplink of {vs_name} ({known})"))
+                        reason = f"{nic} is not an uplink of {vs_name} ({known})"
+                        problems.append(ctx.error(teaming_path + (key, index), reason))
         for pg_name in vswitch.portgroups:
             if pg_name in portgroup_on:
                 problems.append(ctx.error(vs_path + ("portgroups", pg_name),
@@ -952,8 +968,8 @@ def _check_host(ctx: _Context, host: HostConfig, problems: list[TopologyError]) 
                 portgroup_on[pg_name] = vs_name
     for vmk_name in host.vmknics:
         if vmk_name in host.pnics:
-            problems.append(ctx.error(base + ("vmknics",), f"{host.name}.{vmk_name} is already a pnic; a vmknic needs its own name",
-                                      at=base + ("vmknics", vmk_name)))
+            reason = f"{host.name}.{vmk_name} is already a pnic; a vmknic needs its own name"
+            problems.append(ctx.error(base + ("vmknics",), reason, at=base + ("vmknics", vmk_name)))
     adapters = [(base + ("vmknics", name), adapter) for name, adapter in host.vmknics.items()]
     for vm_name, vm in host.vms.items():
         adapters += [(base + ("vms", vm_name, "adapters", name), adapter) for name, adapter in vm.adapters.items()]
@@ -961,14 +977,16 @@ def _check_host(ctx: _Context, host: HostConfig, problems: list[TopologyError]) 
         if adapter.portgroup not in portgroup_on:
             hint = _suggest(adapter.portgroup, portgroup_on) or (
                 f" (port groups: {', '.join(portgroup_on)})" if portgroup_on else f" ({host.name} has no port groups)")
-            problems.append(ctx.error(path + ("portgroup",), f"no port group {adapter.portgroup!r} on {host.name}{hint}"))
+            reason = f"no port group {adapter.portgroup!r} on {host.name}{hint}"
+            problems.append(ctx.error(path + ("portgroup",), reason))
 
 
 def _check_macs(ctx: _Context, topo: TopologyConfig, problems: list[TopologyError]) -> None:
     """A MAC is used by one adapter in the whole lab."""
     owners: list[tuple[Path, tuple[str, str]]] = []
     for host_name, host in topo.hosts.items():
-        owners += [(("hosts", host_name, "vmknics", name, "mac"), (a.mac, f"{host_name}.{name}")) for name, a in host.vmknics.items()]
+        owners += [(("hosts", host_name, "vmknics", name, "mac"), (a.mac, f"{host_name}.{name}"))
+                   for name, a in host.vmknics.items()]
         for vm_name, vm in host.vms.items():
             owners += [(("hosts", host_name, "vms", vm_name, "adapters", name, "mac"), (a.mac, f"{vm_name}.{name}"))
                        for name, a in vm.adapters.items()]
@@ -1005,7 +1023,8 @@ def _check_connections(ctx: _Context, topo: TopologyConfig, explicit_links: int,
                 problems.append(_unknown_id(ctx, path + (side,), end, kinds, "endpoint"))
                 ends_ok = False
             elif kinds[end] in (KIND_VM_ADAPTER, KIND_VMKNIC):
-                problems.append(ctx.error(path + (side,), f"{end} is a virtual adapter: it connects through its port group, not a link"))
+                reason = f"{end} is a virtual adapter: it connects through its port group, not a link"
+                problems.append(ctx.error(path + (side,), reason))
                 ends_ok = False
         if ends_ok and a == b:
             problems.append(ctx.error(path, f"{a} is linked to itself"))
@@ -1019,8 +1038,9 @@ def _check_connections(ctx: _Context, topo: TopologyConfig, explicit_links: int,
             if adapter.port not in kinds:
                 problems.append(_unknown_id(ctx, path, adapter.port, kinds, "switch port"))
             elif kinds[adapter.port] != KIND_SWITCH_PORT:
-                problems.append(ctx.error(path, f"{adapter.port} is a {kinds[adapter.port]}, not a port of an external switch; "
-                                                "cable it with an entry in links"))
+                reason = (f"{adapter.port} is a {kinds[adapter.port]}, not a port of an external switch; "
+                          "cable it with an entry in links")
+                problems.append(ctx.error(path, reason))
             else:
                 cables.append((path, (f"{ep_name}.{ad_name}", adapter.port, [path, path])))
     linked: dict[str, tuple[str, Path]] = {}

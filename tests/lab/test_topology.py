@@ -13,7 +13,6 @@ from lab.topology import (
     REJECT,
     SecurityConfig,
     TeamingConfig,
-    TopologyConfig,
     TopologyError,
     load_topology,
     parse_topology,
@@ -323,6 +322,12 @@ def test_missing_required_key_names_the_object(tmp_path):
     assert message == "lab.yaml:13: hosts.esx01.vms.web01.adapters.eth0: missing required key 'mac'"
 
 
+def test_misspelt_required_key_is_reported_as_unknown_not_missing(tmp_path):
+    message = error(tmp_path, base_with("{portgroup: Web", "{portgrup: Web"))
+    assert message == ("lab.yaml:13: hosts.esx01.vms.web01.adapters.eth0.portgrup: "
+                       "unknown key 'portgrup' (did you mean 'portgroup'?)")
+
+
 def test_missing_lab_name_is_refused(tmp_path):
     assert error(tmp_path, "hosts: {}\n") == "lab.yaml:1: missing required key 'name'"
 
@@ -528,7 +533,8 @@ def test_duplicate_mac_names_the_first_owner(tmp_path):
 
 def test_duplicate_mac_is_found_in_any_spelling(tmp_path):
     text = base_with('"00:50:56:00:00:01"}', '"00:50:56:00:00:01"}\n          eth1: {portgroup: Web, mac: "00-50-56-00-00-01"}')
-    assert error(tmp_path, text).startswith("lab.yaml:14: hosts.esx01.vms.web01.adapters.eth1.mac: MAC 00:50:56:00:00:01 is already used by web01.eth0")
+    assert error(tmp_path, text).startswith("lab.yaml:14: hosts.esx01.vms.web01.adapters.eth1.mac: "
+                                            "MAC 00:50:56:00:00:01 is already used by web01.eth0")
 
 
 def test_multicast_entries_must_be_group_macs(tmp_path):

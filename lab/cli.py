@@ -1,0 +1,318 @@
+"""`vlab`: the lab from the command line.
+
+Exit status: 0 success, 1 the check found something, 2 a user error (printed in one line).
+Every command that prints results takes `--json` for one JSON document on stdout. With no
+topology argument a command uses the bundled example lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lab import bundled
+from lab.lab import Lab
+from vswitch.errors import VlabError
+
+EXIT_OK, EXIT_FOUND, EXIT_USER = 0, 1, 2
+
+
+class UserError(VlabError):
+    pass
+
+
+@dataclass(frozen=True)
+class Source:
+    """One frame source on the command line, in the order given, with the --at before it."""
+
+    kind: str  # "pcap" | "hex" | "scapy"
+    value: str
+    at: str | None
+
+
+class _Sources(argparse.Action):
+    """Keeps --pcap/--hex/--scapy in command-line order, each with the latest --at."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sources = list(getattr(namespace, "sources", None) or [])
+        sources.append(Source(self.dest.removeprefix("src_"), values, namespace.at))
+        namespace.sources = sources
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlab", description="A packet-level lab of ESX-style virtual switches.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def lab_command(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("lab", nargs="?", default=bundled.DEFAULT_LAB,
+                       help=f"topology file or bundled example (default: {bundled.DEFAULT_LAB})")
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+        return p
+
+    lab_command("check", "validate and build a lab; show hosts, switches, ports and unit chains")
+
+    def frame_options(p: argparse.ArgumentParser, pcap: bool) -> None:
+        p.add_argument("--at", metavar="EP", help="endpoint id the following frames enter at")
+        if pcap:
+            p.add_argument("--pcap", dest="src_pcap", action=_Sources, metavar="FILE",
+                           help="frames from a pcap/pcapng (a bundled capture by name too); a "
+                                "pcapng interface named by an endpoint id says where to inject")
+        p.add_argument("--hex", dest="src_hex", action=_Sources, metavar="HEX",
+                       help="one frame as hex bytes")
+        p.add_argument("--scapy", dest="src_scapy", action=_Sources, metavar="EXPR",
+                       help="one frame as a Scapy expression, e.g. \"Ether()/IP()\"")
+        p.set_defaults(sources=[])
+
+    inject = lab_command("inject", "inject frames, run to quiescence, print each frame's fate")
+    frame_options(inject, pcap=True)
+    inject.add_argument("--pcap-dir", metavar="DIR", help="write the lab's captures there")
+
+    trace = lab_command("trace", "show every unit a frame passes and each decision")
+    frame_options(trace, pcap=False)
+
+    examples = sub.add_parser("examples", help="list the bundled example labs and captures")
+    examples.add_argument("name", nargs="?", help="print this example's topology file")
+    examples.add_argument("--json", action="store_true")
+
+    bench = sub.add_parser("bench", help="throughput of the frame path against a baseline")
+    bench.add_argument("--seconds", type=float, default=3.0, help="measuring time (default 3)")
+    bench.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        return COMMANDS[args.command](args, console)
+    except VlabError as exc:
+        print(f"vlab: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args) -> Lab:
+    return Lab.load(bundled.resolve(args.lab))
+
+
+def _emit_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=False))
+
+
+# -- check ----------------------------------------------------------------------------------
+
+def cmd_check(args, console: Console) -> int:
+    lab = _load(args)
+    if args.json:
+        _emit_json(_check_doc(lab))
+        return EXIT_OK
+    console.print(f"[bold]lab {lab.name}[/bold]: {lab.description}")
+    for host in lab.hosts.values():
+        for switch in host.vswitches.values():
+            table = Table(title=f"{host.name} / {switch.name}  "
+                                f"(mtu {switch.mtu}; {switch.security.describe()})",
+                          show_lines=True, title_justify="left")
+            for column in ("port", "kind", "port group", "chains (ingress / egress)"):
+                table.add_column(column)
+            for port in switch.ports.values():
+                group = port.portgroup.name + " " + port.portgroup.mode_text if port.portgroup else "trunk"
+                chains = (" -> ".join(u.describe() for u in port.ingress) + "\n"
+                          + " -> ".join(u.describe() for u in port.egress))
+                table.add_row(port.name, port.kind.value, group, chains)
+            console.print(table)
+    for machine in lab.machines.values():
+        for adapter in machine.adapters.values():
+            console.print(f"endpoint {adapter.endpoint_id} -- "
+                          f"{lab.links.get(adapter.endpoint_id, 'not linked')}")
+    console.print(f"ok: {len(lab.endpoint_ids)} endpoints")
+    return EXIT_OK
+
+
+def _check_doc(lab: Lab) -> dict:
+    switches = []
+    for host in lab.hosts.values():
+        for switch in host.vswitches.values():
+            switches.append({
+                "host": host.name, "name": switch.name, "mtu": switch.mtu,
+                "portgroups": {g.name: {"vlan": g.vlan, "mode": g.mode} for g in switch.portgroups.values()},
+                "ports": [{"name": p.name, "kind": p.kind.value,
+                           "portgroup": p.portgroup.name if p.portgroup else None,
+                           "ingress": [u.describe() for u in p.ingress],
+                           "egress": [u.describe() for u in p.egress]}
+                          for p in switch.ports.values()]})
+    return {"lab": lab.name, "endpoints": lab.endpoint_ids, "links": lab.links, "switches": switches}
+
+
+# -- inject and trace -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Injection:
+    at: str
+    data: bytes
+    note: str | None
+
+
+def _injections(lab: Lab, sources: list[Source], allow_pcap: bool = True) -> list[Injection]:
+    from vswitch.capture import read_frames
+
+    if not sources:
+        raise UserError("no frames given: use --pcap FILE, --hex HEX or --scapy EXPR")
+    found: list[Injection] = []
+    for source in sources:
+        if source.kind == "pcap":
+            for i, frame in enumerate(read_frames(bundled.resolve(source.value, kind="capture"))):
+                at = frame.interface if frame.interface in lab.endpoint_ids else source.at
+                if at is None:
+                    raise UserError(f"{source.value}: frame {i + 1} has no endpoint to enter at: "
+                                    "give --at EP before --pcap")
+                found.append(Injection(at, frame.data, frame.comment))
+            continue
+        if source.at is None:
+            raise UserError(f"--{source.kind} {source.value!r}: give --at EP before it")
+        data = _hex(source.value) if source.kind == "hex" else _scapy(source.value)
+        found.append(Injection(source.at, data, None))
+    for injection in found:
+        lab.endpoint(injection.at)  # unknown ids fail before anything is sent
+    return found
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.replace(":", "").replace(" ", ""))
+    except ValueError as exc:
+        raise UserError(f"--hex: not hex bytes: {exc}") from None
+
+
+def _scapy(expr: str) -> bytes:
+    import scapy.all as scapy_all
+
+    namespace = {k: v for k, v in vars(scapy_all).items() if not k.startswith("_")}
+    try:
+        value = eval(expr, {"__builtins__": {}}, namespace)  # the user's own expression
+        return bytes(value)
+    except Exception as exc:  # any error in the user's expression is a user error
+        raise UserError(f"--scapy {expr!r}: {type(exc).__name__}: {exc}") from None
+
+
+def _summary(data: bytes) -> str:
+    import scapy.layers.inet  # noqa: F401  (registers IP, ICMP, ... for the dissection)
+    from scapy.layers.l2 import Ether
+
+    if len(data) < 14:
+        return f"{len(data)} bytes"
+    return Ether(data).summary()
+
+
+def cmd_inject(args, console: Console) -> int:
+    lab = _load(args)
+    injections = _injections(lab, args.sources)
+    fates = [lab.inject(i.at, i.data) for i in injections]
+    paths = lab.write_captures(args.pcap_dir) if args.pcap_dir else []
+    if args.json:
+        frames = []
+        for injection, fate in zip(injections, fates):
+            doc = fate.as_dict()
+            doc["note"] = injection.note
+            frames.append(doc)
+        _emit_json({"lab": lab.name, "frames": frames, "captures": [str(p) for p in paths]})
+        return EXIT_OK
+    table = Table(title=f"lab {lab.name}: {len(fates)} frames", title_justify="left")
+    for column in ("#", "at", "frame", "fate"):
+        table.add_column(column, overflow="fold")
+    for injection, fate in zip(injections, fates):
+        frame = _summary(injection.data)
+        if injection.note:
+            frame = f"[italic]{injection.note}[/italic]\n{frame}"
+        style = "red" if fate.drops and not fate.delivered else None
+        table.add_row(str(fate.index), fate.at, frame, fate.summary(), style=style)
+    console.print(table)
+    if paths:
+        console.print(f"captures: {paths[0]} and {len(paths) - 1} per-endpoint pcaps in {args.pcap_dir}")
+    return EXIT_OK
+
+
+def cmd_trace(args, console: Console) -> int:
+    lab = _load(args)
+    injections = _injections(lab, args.sources)
+    if len(injections) != 1:
+        raise UserError("trace takes exactly one frame")
+    trace = lab.trace(injections[0].at, injections[0].data)
+    if args.json:
+        _emit_json({"lab": lab.name, "at": injections[0].at,
+                    "steps": [vars(s) for s in trace.steps], "fate": trace.fate.as_dict()})
+        return EXIT_OK
+    console.print(f"frame: {_summary(injections[0].data)}")
+    console.print(trace.text(), markup=False)
+    return EXIT_OK
+
+
+# -- examples and bench -----------------------------------------------------------------------
+
+def cmd_examples(args, console: Console) -> int:
+    examples = bundled.examples()
+    if args.name:
+        path = bundled.resolve(args.name)
+        sys.stdout.write(path.read_text())
+        return EXIT_OK
+    if args.json:
+        _emit_json({"labs": [{"name": e.name, "path": str(e.path), "description": e.description}
+                             for e in examples],
+                    "captures": [str(p) for p in bundled.captures()]})
+        return EXIT_OK
+    table = Table(title="bundled example labs", title_justify="left")
+    table.add_column("name")
+    table.add_column("description")
+    for e in examples:
+        table.add_row(e.name, e.description)
+    console.print(table)
+    for path in bundled.captures():
+        console.print(f"capture: {path.name}  (vlab inject {path.stem.split('-attacks')[0]} --pcap {path.name})")
+    return EXIT_OK
+
+
+def cmd_bench(args, console: Console) -> int:
+    from lab.bench import run
+
+    if args.seconds <= 0:
+        raise UserError("--seconds must be positive")
+    with console.status("measuring...") if not args.json else _nothing():
+        result = run(seconds=args.seconds)
+    if args.json:
+        _emit_json(result.as_dict())
+        return EXIT_OK
+    table = Table(title=f"frame path, {result.ports} VM ports, batches of {result.batch}",
+                  title_justify="left")
+    table.add_column("measure")
+    table.add_column("frames/s", justify="right")
+    table.add_row("(a) unicast through the switch", f"{result.unicast_fps:,.0f}")
+    table.add_row(f"(b) broadcast through the switch (x{result.broadcast_deliveries_per_frame} copies)",
+                  f"{result.broadcast_fps:,.0f}")
+    table.add_row("(c) baseline: dict lookup + append", f"{result.baseline_fps:,.0f}")
+    console.print(table)
+    console.print(f"ratio (a)/(c): {result.ratio:.2f}   python {result.python}, {result.machine}")
+    return EXIT_OK
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+COMMANDS = {"check": cmd_check, "inject": cmd_inject, "trace": cmd_trace,
+            "examples": cmd_examples, "bench": cmd_bench}
+
+if __name__ == "__main__":
+    sys.exit(main())
