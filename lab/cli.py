@@ -251,8 +251,8 @@ def cmd_trace(args, console: Console) -> int:
         _emit_json({"lab": lab.name, "at": injections[0].at,
                     "steps": [vars(s) for s in trace.steps], "fate": trace.fate.as_dict()})
         return EXIT_OK
-    console.print(f"frame: {_summary(injections[0].data)}")
-    console.print(trace.text(), markup=False)
+    print(f"frame: {_summary(injections[0].data)}")
+    print(trace.text())
     return EXIT_OK
 
 

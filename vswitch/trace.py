@@ -31,6 +31,8 @@ class Tracer:
             verdict = "-> " + (", ".join(targets) if targets else "nowhere")
             if unit.name == "forward" and frame.to_uplink:
                 verdict += " + an uplink"
+        elif unit.name == "frame.size" and frame.tag is not None:
+            verdict = f"pass, tag lifted into metadata: vid={frame.tag.vid} pcp={frame.tag.pcp}"
         else:
             vlan = "untagged" if frame.vlan is None else frame.vlan
             verdict = f"pass vlan={vlan} pcp={frame.pcp}"
@@ -45,6 +47,7 @@ class Tracer:
     def text(self) -> str:
         lines = []
         where = None
+        width = max((len(s.unit) for s in self.steps), default=0)
         for s in self.steps:
             if s.direction == "wire":
                 lines.append(f"{s.port} {s.verdict}")
@@ -54,5 +57,5 @@ class Tracer:
                 where = (s.switch, s.port, s.direction)
                 arrow = "ingress" if s.direction == "in" else "egress"
                 lines.append(f"{s.switch} {s.port} {arrow}")
-            lines.append(f"    {s.unit:<48} {s.verdict}")
+            lines.append(f"    {s.unit:<{width}}  {s.verdict}")
         return "\n".join(lines)
