@@ -8,7 +8,7 @@ uplink's wire to the physical network, with a link state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from vswitch.frame import mac_bytes, mac_str
@@ -92,40 +92,55 @@ class VirtualAdapter:
         return f"<VirtualAdapter {self.endpoint_id} {mac_str(self.mac)}>"
 
 
-class PhysicalAdapter:
-    """A host's physical NIC (vmnic): the uplink port on one side, a wire on the other."""
+class WiredAdapter:
+    """A NIC at the end of a cable: what it sends goes to `wire`, what the cable brings comes in.
 
-    def __init__(self, host: str, name: str) -> None:
-        self.host = host
+    The lab plugs `wire` in (a cable to another wired adapter); unplugged, frames are lost.
+    """
+
+    def __init__(self, owner: str, name: str) -> None:
+        self.owner = owner
         self.name = name
-        self.endpoint_id = f"{host}.{name}"
-        self.port: Port | None = None
+        self.endpoint_id = f"{owner}.{name}"
         self.link_up = True
         self.observer: WireObserver | None = None
-        #: Where frames the host sends go: the lab's link; unplugged (None) they are lost.
-        self.wire = None
+        self.wire: Callable[[Sequence[bytes]], None] | None = None
 
-    def attach(self, port: Port) -> None:
-        self.port = port
-        port.output = self._send
-        port.link_up = self.link_up
-
-    def _send(self, frames: Sequence[bytes]) -> None:
+    def send_on_wire(self, frames: Sequence[bytes]) -> None:
         if self.observer is not None:
             self.observer.on_sent(self.endpoint_id, frames)
         if self.wire is not None:
             self.wire(frames)
 
-    def receive_batch(self, frames: Sequence[bytes]) -> None:
-        """Frames from the wire into the host: into the uplink port, if this NIC is one."""
+    def arrive_from_wire(self, frames: Sequence[bytes]) -> None:
         if self.observer is not None:
             self.observer.on_received(self.endpoint_id, frames)
+
+    def set_link(self, up: bool) -> None:
+        self.link_up = up
+
+
+class PhysicalAdapter(WiredAdapter):
+    """A host's physical NIC (vmnic): the uplink port on one side, a cable on the other."""
+
+    def __init__(self, host: str, name: str) -> None:
+        super().__init__(host, name)
+        self.port: Port | None = None
+
+    def attach(self, port: Port) -> None:
+        self.port = port
+        port.output = self.send_on_wire
+        port.link_up = self.link_up
+
+    def receive_batch(self, frames: Sequence[bytes]) -> None:
+        """Frames from the cable into the host: into the uplink port, if this NIC is one."""
+        self.arrive_from_wire(frames)
         if self.port is not None and self.link_up:
             self.port.receive_batch(frames)
 
     def set_link(self, up: bool) -> None:
         """Carrier came or went: the switch fails over (or back)."""
-        self.link_up = up
+        super().set_link(up)
         if self.port is not None:
             self.port.switch.set_link(self.port.name, up)
 

@@ -20,6 +20,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
 from host import AdapterSpec, Host, VMConfig
+from host.adapter import PhysicalAdapter, WiredAdapter
 from lab.events import EventLoop
 from lab.physical import EndpointAdapter, PhysicalMachine
 from lab.topology import (
@@ -178,7 +179,7 @@ class Lab:
         """Join two wire ends (physical adapters, physical machines' adapters) with a cable."""
         ends = [self.endpoint(a), self.endpoint(b)]
         for end in ends:
-            if not hasattr(end, "wire"):
+            if not isinstance(end, WiredAdapter):
                 raise VlabError(f"{end.endpoint_id} is a virtual adapter: it connects through "
                                 "its port group, not a link")
             if end.endpoint_id in self.links:
@@ -226,7 +227,7 @@ class Lab:
         ids = [endpoint_id] + ([self.links[endpoint_id]] if endpoint_id in self.links else [])
         for eid in ids:
             end = self.endpoint(eid)
-            if not hasattr(end, "set_link"):
+            if not isinstance(end, WiredAdapter):
                 raise VlabError(f"{eid} has no link: it is a virtual adapter")
             end.set_link(up)
 
@@ -243,7 +244,7 @@ class Lab:
         fate = Fate(len(self._fates), at)
         self._fates.append(fate)
         self.loop.advance(INJECT_SPACING_NS)
-        sender = end.transmit_batch if hasattr(end, "transmit_batch") else end.receive_batch
+        sender = end.receive_batch if isinstance(end, PhysicalAdapter) else end.transmit_batch
         self.loop.schedule(0, sender, (data,), context=fate)
         self.run()
         return fate

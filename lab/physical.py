@@ -9,36 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from host.adapter import WiredAdapter
 from vswitch.frame import mac_bytes
 
 
-class EndpointAdapter:
-    """A physical machine's NIC: a MAC, an optional address, and a wire."""
+class EndpointAdapter(WiredAdapter):
+    """A physical machine's NIC: a MAC, an optional address, a cable, and what arrived."""
 
     def __init__(self, owner: str, name: str, mac: str | bytes, ip=None) -> None:
-        self.owner = owner
-        self.name = name
-        self.endpoint_id = f"{owner}.{name}"
+        super().__init__(owner, name)
         self.mac = mac_bytes(mac)
         self.ip = ip
-        self.link_up = True
-        self.wire = None
-        self.observer = None
         self.received: list[bytes] = []
 
     def transmit_batch(self, frames: Sequence[bytes]) -> None:
-        if self.observer is not None:
-            self.observer.on_sent(self.endpoint_id, frames)
-        if self.wire is not None:
-            self.wire(frames)
+        self.send_on_wire(frames)
 
     def receive_batch(self, frames: Sequence[bytes]) -> None:
-        if self.observer is not None:
-            self.observer.on_received(self.endpoint_id, frames)
+        self.arrive_from_wire(frames)
         self.received.extend(frames)
-
-    def set_link(self, up: bool) -> None:
-        self.link_up = up
 
 
 class PhysicalMachine:
