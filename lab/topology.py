@@ -150,6 +150,7 @@ class AdapterConfig:
     ip: ipaddress.IPv4Interface | None
     promiscuous: bool  # the guest asks for promiscuous mode at power-on
     multicast: tuple[str, ...]  # group MACs joined
+    vlans: Mapping[int, ipaddress.IPv4Interface] = dataclasses.field(default_factory=lambda: MappingProxyType({}))  # 802.1Q sub-interfaces (VGT guests)
     line: int | None = _line_field()
 
 
@@ -200,6 +201,7 @@ class EndpointAdapterConfig:
     mac: str
     ip: ipaddress.IPv4Interface | None
     port: str | None
+    vlans: Mapping[int, ipaddress.IPv4Interface] = dataclasses.field(default_factory=lambda: MappingProxyType({}))  # 802.1Q sub-interfaces
     line: int | None = _line_field()
 
 
@@ -682,6 +684,23 @@ def _vlan_list(ctx: _Context, path: Path, raw: Any) -> tuple[int, ...]:
     return tuple(sorted(vlans))
 
 
+def _subinterfaces(ctx: _Context, path: Path, raw: Any) -> Mapping[int, ipaddress.IPv4Interface]:
+    """802.1Q sub-interfaces, as a Linux guest's `eth0.30`: VLAN id -> address with prefix."""
+    if not isinstance(raw, dict):
+        raise ctx.error(path, f"expected a mapping of VLAN id to address like {{30: 198.18.30.5/24}}, got {_describe(raw)}")
+    found: dict[int, ipaddress.IPv4Interface] = {}
+    for key, value in raw.items():
+        item_path = path + (key,)
+        vlan = int(key) if str(key).isdigit() else None
+        if vlan is None or not 1 <= vlan <= 4094:
+            raise ctx.error(item_path, f"a sub-interface is named by a VLAN id 1..4094, not {key!r}")
+        ip = _ip(ctx, item_path, value)
+        if ip is None:
+            raise ctx.error(item_path, "a sub-interface needs an address like 198.18.30.5/24")
+        found[vlan] = ip
+    return MappingProxyType(found)
+
+
 def _policy(ctx: _Context, path: Path, raw: Any) -> bool:
     if isinstance(raw, str) and raw.strip().lower() in ("accept", "reject"):
         return raw.strip().lower() == "accept"
@@ -766,7 +785,8 @@ def _adapter_spec(vm: bool) -> dict[str, tuple[Parser, Any]]:
         "ip": (_ip, None),
     }
     if vm:
-        spec |= {"promiscuous": (_bool, False), "multicast": (_group_macs, ())}
+        spec |= {"promiscuous": (_bool, False), "multicast": (_group_macs, ()),
+                 "vlans": (_subinterfaces, MappingProxyType({}))}
     return spec
 
 
@@ -829,7 +849,8 @@ def _switch(ctx: _Context, path: Path, name: str, raw: Any) -> PhysicalSwitchCon
 
 
 def _endpoint_adapter(ctx: _Context, path: Path, name: str, raw: Any) -> EndpointAdapterConfig:
-    spec = {"mac": (_unicast_mac, _REQUIRED), "ip": (_ip, None), "port": (_reference, None)}
+    spec = {"mac": (_unicast_mac, _REQUIRED), "ip": (_ip, None), "port": (_reference, None),
+            "vlans": (_subinterfaces, MappingProxyType({}))}
     return EndpointAdapterConfig(name=name, **_fields(ctx, path, raw, spec), line=ctx.line(path))
 
 

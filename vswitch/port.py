@@ -35,6 +35,9 @@ Output = Callable[[Sequence[bytes]], None]
 #: random source addresses), which bounds its memory.
 CACHE_LIMIT = 4096
 
+#: Frames shorter than a tagged header are decided by their length (runt): never from the cache.
+_FAST_MIN = ETH_HEADER + TAG_LEN
+
 
 class PortKind(str, Enum):
     VM = "vm"
@@ -174,7 +177,7 @@ class Port:
             if type(f) is not bytes:
                 f = bytes(f)
             flow = get(f[:key_len])
-            if flow is None or len(f) > fast_max:
+            if flow is None or not _FAST_MIN <= len(f) <= fast_max:
                 flow = self._classify(f)
             if not flow:
                 mark(flow)
@@ -185,12 +188,15 @@ class Port:
                   tracer: Tracer | None = None) -> Flow:
         """The slow path: run the chains on one frame and describe the decision as a Flow."""
         frame = Frame(wire, offload=offload)
-        cacheable = self._cacheable and offload is None and len(wire) <= self._fast_max
+        cacheable = (self._cacheable and offload is None
+                     and _FAST_MIN <= len(wire) <= self._fast_max)
         for unit in self.ingress:
             reason = unit(frame)
             if tracer is not None:
                 tracer.unit(self, "in", unit, frame, reason)
             if reason is not None:
+                if frame.tag is not None and self._key_len < ETH_HEADER + TAG_LEN:
+                    cacheable = False  # the drop read a tag the key does not hold
                 return self._remember(wire, Flow((), ((self, unit, reason),)), cacheable)
         lifted = frame.tag is not None
         if lifted and self._key_len < ETH_HEADER + TAG_LEN:

@@ -648,3 +648,27 @@ def test_link_from_an_id_to_itself_is_refused(tmp_path):
 def test_wired_lab_lists_shorthand_and_explicit_links(tmp_path):
     topo = load_topology(write(tmp_path, WIRED + "  - [esx01.vmnic0, pswitch1.gi1]\n"))
     assert topo.links == (("esx01.vmnic0", "pswitch1.gi1"), ("laptop.eth0", "pswitch1.gi2"))
+
+
+def test_vlan_subinterfaces_map_vlan_ids_to_addresses():
+    from lab.topology import parse_topology
+
+    topo = parse_topology({
+        "name": "x",
+        "hosts": {"h": {"vswitches": {"s": {"portgroups": {"T": {"vlan": 4095}}}},
+                        "vms": {"r": {"adapters": {"eth0": {
+                            "portgroup": "T", "mac": "00:50:56:00:00:01",
+                            "vlans": {30: "198.18.30.5/24"}}}}}}}})
+    assert str(topo.hosts["h"].vms["r"].adapters["eth0"].vlans[30]) == "198.18.30.5/24"
+
+
+def test_a_subinterface_vlan_out_of_range_is_refused(tmp_path):
+    import pytest
+
+    from lab.topology import TopologyError, load_topology
+
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\nendpoints:\n  e:\n    adapters:\n      eth0:\n"
+                    "        mac: '02:00:00:00:00:01'\n        vlans: {5000: 198.18.30.5/24}\n")
+    with pytest.raises(TopologyError, match=r"^x\.yaml:7: endpoints\.e\.adapters\.eth0\.vlans\.5000: "):
+        load_topology(path)
