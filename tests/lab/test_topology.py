@@ -658,7 +658,7 @@ def test_vlan_subinterfaces_map_vlan_ids_to_addresses():
         "hosts": {"h": {"vswitches": {"s": {"portgroups": {"T": {"vlan": 4095}}}},
                         "vms": {"r": {"adapters": {"eth0": {
                             "portgroup": "T", "mac": "00:50:56:00:00:01",
-                            "vlans": {30: "198.18.30.5/24"}}}}}}}})
+                            "vlans": {"30": "198.18.30.5/24"}}}}}}}})
     assert str(topo.hosts["h"].vms["r"].adapters["eth0"].vlans[30]) == "198.18.30.5/24"
 
 
