@@ -7,7 +7,8 @@ ports' control channels. Later: the VMkernel's scheduler, memory and storage.
 
 from host.adapter import PhysicalAdapter, VirtualAdapter
 from host.host import Host
-from host.vm import AdapterSpec, Guest, VirtualMachine, VMConfig
+from host.guest import Address, Guest
+from host.vm import AdapterSpec, VirtualMachine, VMConfig
 
-__all__ = ["AdapterSpec", "Guest", "Host", "PhysicalAdapter", "VMConfig", "VirtualAdapter",
+__all__ = ["Address", "AdapterSpec", "Guest", "Host", "PhysicalAdapter", "VMConfig", "VirtualAdapter",
            "VirtualMachine"]

@@ -12,7 +12,8 @@ from vswitch.port import PortKind
 from vswitch.switch import VSwitch
 
 from host.adapter import PhysicalAdapter, VirtualAdapter
-from host.vm import AdapterSpec, Guest, VirtualMachine, VMConfig
+from host.guest import Guest
+from host.vm import AdapterSpec, VirtualMachine, VMConfig
 
 
 class Host:
@@ -26,7 +27,7 @@ class Host:
         self.vswitches: dict[str, VSwitch] = {}
         self.vms: dict[str, VirtualMachine] = {}
         self.vmknics: dict[str, VirtualAdapter] = {}
-        self._vmkernel_stack = Guest()  # what the VMkernel's own NICs received
+        self.vmkernel = Guest()  # the VMkernel's own IP stack, behind its VMkernel NICs
 
     def add_vswitch(self, name: str, uplinks: tuple[str, ...] | list[str] = (), **options) -> VSwitch:
         """Build a switch and give it its uplinks; a pnic already claimed is refused."""
@@ -67,14 +68,16 @@ class Host:
 
     def add_vmknic(self, spec: AdapterSpec) -> VirtualAdapter:
         """A VMkernel NIC (management, storage, vMotion): a port of the host's own."""
-        nic = self._connect(self.name, spec, self._vmkernel_stack, PortKind.VMKERNEL)
+        nic = self._connect(self.name, spec, self.vmkernel, PortKind.VMKERNEL)
         self.vmknics[spec.name] = nic
         return nic
 
-    def _connect(self, owner: str, spec: AdapterSpec, receiver, kind: PortKind) -> VirtualAdapter:
+    def _connect(self, owner: str, spec: AdapterSpec, receiver: Guest, kind: PortKind) -> VirtualAdapter:
         switch = self.switch_of_portgroup(spec.portgroup)
         adapter = VirtualAdapter(owner, spec.name, spec.mac, receiver)
         adapter.attach(switch.connect(adapter.endpoint_id, spec.portgroup, spec.mac, kind))
+        receiver.attach(adapter)
+        receiver.addresses.extend(spec.addresses())
         for group in spec.multicast:
             adapter.join(group)
         if spec.promiscuous:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from host.adapter import VirtualAdapter
+from host.guest import Address, Guest
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,13 @@ class AdapterSpec:
     ip: ipaddress.IPv4Interface | None = None
     promiscuous: bool = False  # the guest asks for promiscuous mode at power-on
     multicast: tuple[str, ...] = ()  # groups the guest joins at power-on
+    vlans: Mapping[int, ipaddress.IPv4Interface] = field(default_factory=dict)  # sub-interfaces
+
+    def addresses(self) -> list[Address]:
+        """The guest's addresses on this adapter: untagged, then one per sub-interface."""
+        found = [Address(self.name, self.ip)] if self.ip is not None else []
+        found.extend(Address(self.name, ip, vlan) for vlan, ip in sorted(self.vlans.items()))
+        return found
 
 
 @dataclass(frozen=True)
@@ -28,19 +36,6 @@ class VMConfig:
     name: str
     adapters: tuple[AdapterSpec, ...] = ()
     memory_mb: int = 256
-
-
-class Guest:
-    """The software inside a VM. This one keeps what each adapter received, in order."""
-
-    def __init__(self) -> None:
-        self.received: dict[str, list[bytes]] = {}
-
-    def receive(self, adapter: VirtualAdapter, frames: Sequence[bytes]) -> None:
-        self.received.setdefault(adapter.name, []).extend(frames)
-
-    def clear(self) -> None:
-        self.received.clear()
 
 
 @dataclass

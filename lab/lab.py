@@ -19,10 +19,10 @@ from typing import Any
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
-from host import AdapterSpec, Host, VMConfig
+from host import AdapterSpec, Guest, Host, VMConfig
 from host.adapter import PhysicalAdapter, WiredAdapter
 from lab.events import EventLoop
-from lab.physical import EndpointAdapter, PhysicalMachine
+from lab.physical import PhysicalMachine
 from lab.topology import (
     SecurityConfig,
     TeamingConfig,
@@ -41,6 +41,8 @@ from vswitch.trace import Tracer
 INJECT_SPACING_NS = 1_000_000
 #: Propagation across a physical link.
 LINK_DELAY_NS = 1_000
+#: How long a guest takes to answer.
+GUEST_DELAY_NS = 10_000
 
 
 class UnknownEndpoint(VlabError):
@@ -145,7 +147,8 @@ class Lab:
         for ec in config.endpoints.values():
             machine = PhysicalMachine(ec.name)
             for ac in ec.adapters.values():
-                machine.adapters[ac.name] = EndpointAdapter(ec.name, ac.name, ac.mac, ac.ip)
+                spec = AdapterSpec(ac.name, "", ac.mac, ac.ip, vlans=dict(ac.vlans))
+                machine.add_adapter(ac.name, ac.mac, spec.addresses())
             lab.add_machine(machine)
         for a, b in config.links:
             lab.link(a, b)
@@ -162,11 +165,20 @@ class Lab:
             self._pnic_ids.add(pnic.endpoint_id)
         for switch in host.vswitches.values():
             switch.observer = self
+        for guest in [vm.guest for vm in host.vms.values()] + [host.vmkernel]:
+            self._run_guest(guest)
 
     def add_machine(self, machine: PhysicalMachine) -> None:
         self.machines[machine.name] = machine
+        self._run_guest(machine.guest)
         for adapter in machine.adapters.values():
             self._add_endpoint(adapter, deliverable=True)
+
+    def _run_guest(self, guest: Guest) -> None:
+        """A guest's own frames (answers, pings) leave after a moment of lab time, fateless."""
+        def send(adapter: Any, frame: bytes) -> None:
+            self.loop.schedule(GUEST_DELAY_NS, adapter.transmit, frame)
+        guest.sender = send
 
     def _add_endpoint(self, thing: Any, deliverable: bool) -> None:
         self._endpoints[thing.endpoint_id] = thing
@@ -276,6 +288,47 @@ class Lab:
                 s.tracer = None
         return Trace(fate, tracer)
 
+    # -- guests ------------------------------------------------------------------------------
+
+    def guest(self, node: str) -> Guest:
+        """The guest of a VM, of a physical machine, or a host's VMkernel stack, by node name."""
+        for host in self.hosts.values():
+            if node in host.vms:
+                return host.vms[node].guest
+            if node == host.name:
+                return host.vmkernel
+        if node in self.machines:
+            return self.machines[node].guest
+        names = self.guest_names(with_addresses=False)
+        close = difflib.get_close_matches(node, names, n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UnknownEndpoint(f"no VM, host or machine {node!r} in lab {self.name}{hint}")
+
+    def guest_names(self, with_addresses: bool = True) -> list[str]:
+        names = [vm for h in self.hosts.values() for vm in h.vms] + list(self.hosts) + list(self.machines)
+        return sorted(n for n in names if not with_addresses or self.guest(n).addresses)
+
+    def ping(self, source: str, target: str) -> bool:
+        """Can `source` ping `target`? An echo (after ARP) through the switches, both ways.
+
+        Each of the target's addresses that the source has a route to is tried in turn.
+        """
+        src, dst = self.guest(source), self.guest(target)
+        for address in dst.addresses:
+            self.loop.advance(INJECT_SPACING_NS)
+            seq = src.ping(address.ip.ip)
+            if seq is None:
+                continue
+            self.run()
+            if seq in src.answered:
+                return True
+        return False
+
+    def pingall(self) -> dict[str, dict[str, bool]]:
+        """Every guest with an address pings every other: source -> target -> answered."""
+        names = self.guest_names()
+        return {a: {b: self.ping(a, b) for b in names if b != a} for a in names}
+
     def received(self, endpoint_id: str) -> list[Packet]:
         """Frames that arrived at an endpoint since the last `clear()`, dissected by Scapy."""
         self.endpoint(endpoint_id)
@@ -381,4 +434,5 @@ def _shaping(cfg) -> ShapingPolicy | None:
 
 
 def _adapter(cfg) -> AdapterSpec:
-    return AdapterSpec(cfg.name, cfg.portgroup, cfg.mac, cfg.ip, cfg.promiscuous, cfg.multicast)
+    return AdapterSpec(cfg.name, cfg.portgroup, cfg.mac, cfg.ip, cfg.promiscuous, cfg.multicast,
+                       dict(cfg.vlans))

@@ -38,7 +38,8 @@ def test_received_returns_scapy_packets_until_clear(lab):
 
 
 def test_a_broadcast_reaches_its_vlan_the_trunk_vm_and_the_tester_on_the_uplink(lab):
-    fate = lab.inject("web01.eth0", Ether(src=WEB01, dst=BCAST) / ARP(pdst="198.18.10.2"))
+    fate = lab.inject("web01.eth0", Ether(src=WEB01, dst=BCAST)
+                      / ARP(hwsrc=WEB01, psrc="198.18.10.1", pdst="198.18.10.2"))
     assert sorted(set(fate.delivered)) == ["router01.eth0", "tester.eth0", "web02.eth0"]
     [seen] = lab.received("tester.eth0")
     assert seen[Dot1Q].vlan == 10
@@ -163,3 +164,33 @@ def test_every_bundled_attack_frame_is_dropped_or_kept_inside_its_vlan(lab):
         if at in vlan_of:
             reached = {vlan_of.get(ep) for ep in fate.delivered} - {None}
             assert reached <= {vlan_of[at]}, note
+
+
+# -- guests --------------------------------------------------------------------------------
+
+def test_a_guest_answers_arp_for_its_address(lab):
+    lab.inject("web01.eth0", Ether(src=WEB01, dst=BCAST)
+               / ARP(hwsrc=WEB01, psrc="198.18.10.1", pdst="198.18.10.2"))
+    [reply] = lab.received("web01.eth0")
+    assert reply[ARP].op == 2 and reply[ARP].hwsrc == WEB02 and reply[Ether].dst == WEB01
+
+
+def test_a_guest_answers_an_echo_request(lab):
+    lab.inject("web01.eth0", Ether(src=WEB01, dst=WEB02)
+               / IP(src="198.18.10.1", dst="198.18.10.2") / ICMP(id=7, seq=3))
+    [reply] = lab.received("web01.eth0")
+    assert reply[ICMP].type == 0 and reply[ICMP].seq == 3 and reply[IP].src == "198.18.10.2"
+
+
+def test_ping_within_a_vlan_succeeds(lab):
+    assert lab.ping("web01", "web02") is True
+
+
+def test_ping_across_vlans_fails(lab):
+    assert lab.ping("web01", "db01") is False
+
+
+def test_guest_responses_are_not_part_of_the_injected_frames_fate(lab):
+    fate = lab.inject("web01.eth0", Ether(src=WEB01, dst=WEB02)
+                      / IP(src="198.18.10.1", dst="198.18.10.2") / ICMP())
+    assert fate.delivered == ["web02.eth0"]
