@@ -23,6 +23,7 @@ from host import AdapterSpec, Guest, Host, VMConfig
 from host.adapter import PhysicalAdapter, WiredAdapter
 from lab.events import EventLoop
 from lab.physical import PhysicalMachine
+from lab.pswitch import PhysicalSwitch, SwitchPort
 from lab.topology import (
     SecurityConfig,
     TeamingConfig,
@@ -95,13 +96,14 @@ class Lab:
         self.description = description
         self.hosts: dict[str, Host] = {}
         self.machines: dict[str, PhysicalMachine] = {}
+        self.switches: dict[str, PhysicalSwitch] = {}
         self.links: dict[str, str] = {}
         self.loop = EventLoop()
         self.config: TopologyConfig | None = None
         self._endpoints: dict[str, Any] = {}  # id -> adapter, pnic or endpoint adapter
         self._deliverable: set[str] = set()  # endpoints where a frame counts as delivered
         self._virtual: set[str] = set()  # VM adapters and VMkernel NICs: they send into a port
-        self._pnic_ids: set[str] = set()  # host physical adapters: they receive into a port
+        self._wire_ins: set[str] = set()  # pnics and switch ports: what they receive enters a switch
         self._received: dict[str, list[bytes]] = {}
         self._capture: Capture | None = None
         self._fates: list[Fate] = []
@@ -123,11 +125,6 @@ class Lab:
     def from_config(cls, config: TopologyConfig) -> Lab:
         lab = cls(config.name, config.description)
         lab.config = config
-        if config.switches:
-            first = next(iter(config.switches.values()))
-            raise TopologyError(config.source, first.line, f"switches.{first.name}",
-                                "external switches are not modelled yet: link host uplinks "
-                                "straight to physical endpoints for now")
         for hc in config.hosts.values():
             host = Host(hc.name, hc.pnics, block_guest_bpdu=hc.block_guest_bpdu)
             for vc in hc.vswitches.values():
@@ -144,6 +141,8 @@ class Lab:
             for nic in hc.vmknics.values():
                 host.add_vmknic(_adapter(nic))
             lab.add_host(host)
+        for sc in config.switches.values():
+            lab.add_switch(PhysicalSwitch(sc, lab.clock))
         for ec in config.endpoints.values():
             machine = PhysicalMachine(ec.name)
             for ac in ec.adapters.values():
@@ -162,11 +161,23 @@ class Lab:
             self._virtual.add(adapter.endpoint_id)
         for pnic in host.pnics.values():
             self._add_endpoint(pnic, deliverable=False)
-            self._pnic_ids.add(pnic.endpoint_id)
+            self._wire_ins.add(pnic.endpoint_id)
         for switch in host.vswitches.values():
             switch.observer = self
         for guest in [vm.guest for vm in host.vms.values()] + [host.vmkernel]:
             self._run_guest(guest)
+
+    def clock(self) -> int:
+        """Lab time in nanoseconds: what physical switches age their tables by."""
+        return self.loop.now_ns
+
+    def add_switch(self, switch: PhysicalSwitch) -> None:
+        """An external (physical) switch; its ports are endpoints that frames cross."""
+        self.switches[switch.name] = switch
+        switch.observer = self
+        for port in switch.ports.values():
+            self._add_endpoint(port, deliverable=False)
+            self._wire_ins.add(port.endpoint_id)
 
     def add_machine(self, machine: PhysicalMachine) -> None:
         self.machines[machine.name] = machine
@@ -249,14 +260,16 @@ class Lab:
         """Send a frame from an endpoint and run until the lab is quiet; return its fate.
 
         At a VM adapter or VMkernel NIC the guest sends it; at a physical machine's adapter it
-        goes onto that wire; at a host's physical adapter it arrives from the wire.
+        goes onto that wire; at a host's physical adapter or a physical switch's port it arrives
+        from the wire.
         """
         data = _frame_bytes(frame)
         end = self.endpoint(at)
         fate = Fate(len(self._fates), at)
         self._fates.append(fate)
         self.loop.advance(INJECT_SPACING_NS)
-        sender = end.receive_batch if isinstance(end, PhysicalAdapter) else end.transmit_batch
+        arrives = isinstance(end, (PhysicalAdapter, SwitchPort))
+        sender = end.receive_batch if arrives else end.transmit_batch
         self.loop.schedule(0, sender, (data,), context=fate)
         self.run()
         return fate
@@ -366,7 +379,7 @@ class Lab:
 
     def on_received(self, endpoint: str, frames: Sequence[bytes]) -> None:
         """Frames arrived at an endpoint: delivered there, or (at a pnic) into its host."""
-        self._seen(endpoint, frames, "in", into_switch=endpoint in self._pnic_ids)
+        self._seen(endpoint, frames, "in", into_switch=endpoint in self._wire_ins)
         if endpoint in self._deliverable:
             self._received.setdefault(endpoint, []).extend(frames)
             if self._fate is not None:

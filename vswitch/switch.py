@@ -78,6 +78,8 @@ class VSwitch:
         port = self._add_port(name, kind, self.portgroups[portgroup], mac)
         self.vm_ports.append(port)
         port.rebuild()
+        for uplink in self.uplinks:
+            uplink.rebuild()  # the new port's teaming may make an uplink standby or not (T2)
         self.changed()
         return port
 
@@ -156,7 +158,10 @@ class VSwitch:
     def is_standby(self, uplink: Port) -> bool:
         """True if no port's teaming uses this uplink now (T2)."""
         if not self.vm_ports:
-            return uplink not in self.teaming_for(self.teaming).in_use
+            # no port yet: the switch's own lists say, even before all their uplinks are added
+            policy = self.teaming
+            named_active = policy.active is None or uplink.name in policy.active
+            return uplink.name in (policy.standby or ()) or not named_active
         return not any(uplink in p.teaming.in_use for p in self.vm_ports)
 
     # -- introspection ---------------------------------------------------------------------------

@@ -55,7 +55,11 @@ class Teaming:
             if slot is None and spares:
                 slots[i] = spares.pop(0)
         self._slots = slots
-        self.in_use = [s for s in slots if s is not None]
+        in_use = [s for s in slots if s is not None]
+        if self.policy.policy == "failover-order":
+            # explicit order: the healthy actives, in order; a standby only when none is left
+            in_use = [s for s in in_use if s in actives] or in_use[:1]
+        self.in_use = in_use
 
     def uplink_for_port(self, port):
         """The uplink a port's frames leave by (None under ip-hash: it varies per frame)."""
@@ -80,6 +84,10 @@ class Teaming:
             else:
                 key = data[5] ^ data[11]
             return in_use[key % len(in_use)]
+        if self.policy.policy == "mac-hash" and in_use:
+            # per frame, by its source MAC (vSphere: "calculates an uplink for every packet";
+            # a guest using several source MACs may use several uplinks)
+            return in_use[frame.data[11] % len(in_use)]
         return self.uplink_for_port(port)
 
     def accepts_from(self, uplink, port, flooded: bool) -> bool:
