@@ -121,7 +121,7 @@ def test_a_bad_topology_names_file_line_and_key(capsys, tmp_path):
 def test_examples_lists_the_bundled_labs(capsys):
     status, out, _ = run(capsys, "examples", "--json")
     assert status == 0
-    assert [lab["name"] for lab in json.loads(out)["labs"]] == ["web-db"]
+    assert [lab["name"] for lab in json.loads(out)["labs"]] == ["two-hosts", "web-db"]
 
 
 def test_examples_prints_a_topology(capsys):
