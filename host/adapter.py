@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from vswitch.frame import mac_bytes, mac_str
+from vswitch.frame import Offload, mac_bytes, mac_str
 from vswitch.port import Port
 
 
@@ -46,8 +46,14 @@ class VirtualAdapter:
         self.port = port
         port.output = self._deliver
 
-    def transmit(self, frame: bytes) -> None:
-        self.transmit_batch((bytes(frame),))
+    def transmit(self, frame: bytes, offload: Offload | None = None) -> None:
+        """One frame from the guest; `offload` carries a virtio-net header's promises."""
+        if offload is None:
+            self.transmit_batch((bytes(frame),))
+        elif self.port is not None:
+            if self.observer is not None:
+                self.observer.on_sent(self.endpoint_id, (bytes(frame),))
+            self.port.receive(frame, offload)
 
     def transmit_batch(self, frames: Sequence[bytes]) -> None:
         """The guest sends: the frames go to the port, which copies them before deciding."""

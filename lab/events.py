@@ -36,10 +36,14 @@ class EventLoop:
         self.now_ns += delta_ns
 
     def run(self, enter: Callable[[Any], None] = lambda context: None,
-            max_events: int = MAX_EVENTS_PER_RUN) -> int:
-        """Run until nothing is left to do; `enter` is told each event's context first."""
+            max_events: int = MAX_EVENTS_PER_RUN, until_ns: int | None = None) -> int:
+        """Run until nothing is left to do (or lab time `until_ns`); `enter` is told each
+        event's context first."""
         done = 0
         while self._queue:
+            if until_ns is not None and self._queue[0][0] > until_ns:
+                self.now_ns = max(self.now_ns, until_ns)
+                break
             if done >= max_events:
                 pending = len(self._queue)
                 self._queue.clear()

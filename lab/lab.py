@@ -20,7 +20,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
 from host import AdapterSpec, Guest, Host, VMConfig
-from host.adapter import PhysicalAdapter, WiredAdapter
+from host.adapter import PhysicalAdapter, VirtualAdapter, WiredAdapter
 from lab.events import EventLoop
 from lab.physical import PhysicalMachine
 from lab.pswitch import PhysicalSwitch, SwitchPort
@@ -34,6 +34,7 @@ from lab.topology import (
 )
 from vswitch.capture import Capture
 from vswitch.errors import VlabError
+from vswitch.frame import Offload
 from vswitch.policy import SecurityPolicy, ShapingPolicy, TeamingPolicy
 from vswitch.port import Port
 from vswitch.trace import Tracer
@@ -129,7 +130,7 @@ class Lab:
             host = Host(hc.name, hc.pnics, block_guest_bpdu=hc.block_guest_bpdu)
             for vc in hc.vswitches.values():
                 switch = host.add_vswitch(
-                    vc.name, vc.uplinks, mtu=vc.mtu, security=_security(vc.security),
+                    vc.name, vc.uplinks, mtu=vc.mtu, clock=lab.clock, security=_security(vc.security),
                     teaming=_teaming(hc.name, vc.teaming), shaping=_shaping(vc.shaping))
                 for pg in vc.portgroups.values():
                     switch.add_portgroup(pg.name, pg.vlan, trunk=pg.trunk,
@@ -213,10 +214,13 @@ class Lab:
             here.wire = self._cable(here, there)
 
     def _cable(self, here: Any, there: Any):
+        def arrive(frames: tuple[bytes, ...]) -> None:
+            if here.link_up and there.link_up:  # a cable pulled mid-flight loses what it carried
+                there.receive_batch(frames)
+
         def carry(frames: Sequence[bytes]) -> None:
             if here.link_up and there.link_up:
-                self.loop.schedule(LINK_DELAY_NS, there.receive_batch, tuple(frames),
-                                   context=self._fate)
+                self.loop.schedule(LINK_DELAY_NS, arrive, tuple(frames), context=self._fate)
         return carry
 
     # -- endpoints --------------------------------------------------------------------------
@@ -248,36 +252,47 @@ class Lab:
 
     def _set_link(self, endpoint_id: str, up: bool) -> None:
         ids = [endpoint_id] + ([self.links[endpoint_id]] if endpoint_id in self.links else [])
-        for eid in ids:
-            end = self.endpoint(eid)
+        ends = [self.endpoint(eid) for eid in ids]
+        for end in ends:
             if not isinstance(end, WiredAdapter):
-                raise VlabError(f"{eid} has no link: it is a virtual adapter")
+                raise VlabError(f"{end.endpoint_id} has no link: it is a virtual adapter")
+        # host NICs last: they set off failover, whose announcements need the cable up
+        for end in sorted(ends, key=lambda e: isinstance(e, PhysicalAdapter)):
             end.set_link(up)
+        self.run()  # what the change sets off (failover announcements) goes out now
 
     # -- injecting and running --------------------------------------------------------------
 
-    def inject(self, at: str, frame: Packet | bytes | bytearray | memoryview) -> Fate:
+    def inject(self, at: str, frame: Packet | bytes | bytearray | memoryview, *,
+               gap_ns: int = INJECT_SPACING_NS, offload: Offload | None = None) -> Fate:
         """Send a frame from an endpoint and run until the lab is quiet; return its fate.
 
         At a VM adapter or VMkernel NIC the guest sends it; at a physical machine's adapter it
         goes onto that wire; at a host's physical adapter or a physical switch's port it arrives
-        from the wire.
+        from the wire. `gap_ns` is the lab time since the previous injection; `offload` (at a
+        VM adapter) is what a virtio-net header would say about the frame.
         """
         data = _frame_bytes(frame)
         end = self.endpoint(at)
         fate = Fate(len(self._fates), at)
         self._fates.append(fate)
-        self.loop.advance(INJECT_SPACING_NS)
-        arrives = isinstance(end, (PhysicalAdapter, SwitchPort))
-        sender = end.receive_batch if arrives else end.transmit_batch
-        self.loop.schedule(0, sender, (data,), context=fate)
+        self.loop.advance(gap_ns)
+        if offload is not None:
+            if not isinstance(end, VirtualAdapter):
+                raise InjectError(f"{at}: only a virtual adapter sends offload metadata")
+            self.loop.schedule(0, end.transmit, data, offload, context=fate)
+        else:
+            arrives = isinstance(end, (PhysicalAdapter, SwitchPort))
+            sender = end.receive_batch if arrives else end.transmit_batch
+            self.loop.schedule(0, sender, (data,), context=fate)
         self.run()
         return fate
 
-    def run(self) -> None:
-        """Run until nothing is left to do (bounded: a loop in the network is reported)."""
+    def run(self, until_ns: int | None = None) -> None:
+        """Run until nothing is left to do, or until lab time `until_ns` (bounded: a loop in
+        the network is reported)."""
         try:
-            self.loop.run(self._enter)
+            self.loop.run(self._enter, until_ns=until_ns)
         finally:
             self._fate = None
             self._ingress_records.clear()

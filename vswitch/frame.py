@@ -79,6 +79,7 @@ class Frame:
     out: list[Port] = field(default_factory=list)
     to_uplink: bool = False
     egress_tag: bytes | None = None
+    segments: list[bytes] | None = None  # what offload completion cut this frame into
 
     @property
     def dst(self) -> bytes:

@@ -13,7 +13,9 @@ from vswitch.errors import ConfigError
 from vswitch.unit import Unit
 from vswitch.units.forward import Forward
 from vswitch.units.framing import FrameSize, SourceCheck
+from vswitch.units.offload import OffloadCompletion
 from vswitch.units.security import ForgedTransmitFilter, GuestBpduFilter, MacChangeGuard
+from vswitch.units.shaping import Shaper
 from vswitch.units.teaming import ReflectFilter, StandbyFilter, TeamingUnit
 from vswitch.units.vlan import (
     EstEgress,
@@ -26,7 +28,8 @@ from vswitch.units.vlan import (
     VstIngress,
 )
 
-#: Ingress units in chain order: size, source, VLAN, security, control frames, forwarding.
+#: Ingress units in chain order: size, source, VLAN, security, control frames, shaping,
+#: forwarding.
 INGRESS: tuple[type, ...] = (
     FrameSize,
     SourceCheck,
@@ -38,6 +41,7 @@ INGRESS: tuple[type, ...] = (
     ReflectFilter,
     ForgedTransmitFilter,
     GuestBpduFilter,
+    Shaper,
     Forward,
     TeamingUnit,
 )
@@ -49,6 +53,7 @@ EGRESS: tuple[type, ...] = (
     VgtEgress,
     TrunkEgress,
     MacChangeGuard,
+    OffloadCompletion,
 )
 
 _VLAN_IN = {VstIngress, EstIngress, VgtIngress, TrunkIngress}

@@ -88,12 +88,15 @@ class Port:
         self.portgroup = portgroup
         self.is_uplink = kind is PortKind.UPLINK
         self.link_up = True
+        #: True if what is behind `output` takes partial checksums and large segments whole
+        self.accepts_offload = False
         self.output: Output | None = None
         self.counters = PortCounters()
         if self.is_uplink:
             self.vlan_mode, self.vlan, self.trunk = "trunk", None, frozenset()
             self.security = switch.security
             self.teaming = None
+            self.shaping = None
             self.filter = None
             self.control = None
         else:
@@ -101,6 +104,7 @@ class Port:
             self.vlan_mode, self.vlan, self.trunk = portgroup.mode, portgroup.vlan, portgroup.trunk_set
             self.security = switch.security.resolve(portgroup.security)
             self.teaming = switch.teaming_for(switch.teaming.resolve(portgroup.teaming))
+            self.shaping = portgroup.shaping or switch.shaping
             raw = mac_bytes(mac)
             self.filter = ReceiveFilter(raw, raw, bool(self.security.mac_changes))
             self.control = ControlChannel(self)
@@ -214,7 +218,12 @@ class Port:
                     drops.append((port, unit, reason))
                     break
             else:
-                deliveries.append((port, *_transform(lifted, f.egress_tag, wire)))
+                if f.segments is not None:
+                    deliveries.append((port, _resegment(f.segments, f.egress_tag), EXPANDS))
+                elif f.data is not frame.data:
+                    deliveries.append((port, _rewrite(f.data, f.egress_tag), EXPANDS))
+                else:
+                    deliveries.append((port, *_transform(lifted, f.egress_tag, wire)))
         return self._remember(wire, Flow(tuple(deliveries), tuple(drops)), cacheable)
 
     def _remember(self, wire: bytes, flow: Flow, cacheable: bool) -> Flow:
@@ -237,8 +246,13 @@ class Port:
             counters.rx_packets += n
             counters.rx_bytes += nbytes
             for port, transform, delta in flow.deliveries:
-                out = frames if transform is None else tuple(map(transform, frames))
-                port._emit(out, n, nbytes + delta * n)
+                if transform is None:
+                    port._emit(frames, n, nbytes)
+                elif delta is EXPANDS:
+                    out = tuple(x for f in frames for x in transform(f))
+                    port._emit(out, len(out), sum(map(len, out)))
+                else:
+                    port._emit(tuple(map(transform, frames)), n, nbytes + delta * n)
             for port, unit, reason in flow.drops:
                 unit.dropped[reason] += n
                 port.counters.drops[reason] += n
@@ -272,6 +286,20 @@ class Port:
 
     def __repr__(self) -> str:
         return f"<Port {self.name} {self.kind.value}>"
+
+
+#: A delivery whose transform gives several frames for each (segmentation), or a rewritten one.
+EXPANDS = None
+
+
+def _resegment(segments: list[bytes], tag: bytes | None):
+    out = tuple(segments if tag is None else (s[:12] + tag + s[12:] for s in segments))
+    return lambda wire: out
+
+
+def _rewrite(data: bytes, tag: bytes | None):
+    out = (data if tag is None else data[:12] + tag + data[12:],)
+    return lambda wire: out
 
 
 def _transform(lifted: bool, tag: bytes | None, wire: bytes):

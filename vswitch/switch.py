@@ -8,6 +8,8 @@ port's `output`.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from vswitch.errors import ConfigError
@@ -31,8 +33,10 @@ class VSwitch:
 
     def __init__(self, name: str, *, mtu: int = 1500, security: SecurityPolicy | None = None,
                  teaming: TeamingPolicy | None = None, shaping: ShapingPolicy | None = None,
-                 block_guest_bpdu: bool = False) -> None:
+                 block_guest_bpdu: bool = False, clock: Callable[[], int] = time.monotonic_ns) -> None:
         self.name = name
+        #: Time in nanoseconds for units that measure it (shaping); a lab gives its own clock.
+        self.clock = clock
         self.mtu = mtu
         self.security = SecurityPolicy.standard_switch().resolve(security)
         self.teaming = TeamingPolicy.defaults().resolve(teaming)
