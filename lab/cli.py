@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     trace = lab_command("trace", "show every unit a frame passes and each decision")
     frame_options(trace, pcap=False)
 
+    lab_command("pingall", "ping every guest pair; compare with the static isolation analysis")
+    graph = lab_command("graph", "the static L2 isolation analysis: which endpoints share a broadcast domain")
+    graph.add_argument("--out", metavar="FILE", help="write the graph: .dot, .png or .svg")
+
     examples = sub.add_parser("examples", help="list the bundled example labs and captures")
     examples.add_argument("name", nargs="?", help="print this example's topology file")
     examples.add_argument("--json", action="store_true")
@@ -256,6 +260,57 @@ def cmd_trace(args, console: Console) -> int:
     return EXIT_OK
 
 
+# -- pingall and graph -----------------------------------------------------------------------
+
+def cmd_pingall(args, console: Console) -> int:
+    lab = _load(args)
+    static = lab.reachability().ping_matrix()
+    dynamic = lab.pingall()
+    agree = dynamic == static
+    if args.json:
+        _emit_json({"lab": lab.name, "dynamic": dynamic, "static": static, "agree": agree})
+        return EXIT_OK if agree else EXIT_FOUND
+    names = sorted(dynamic)
+    table = Table(title=f"lab {lab.name}: ping from row to column (dynamic / static)",
+                  title_justify="left")
+    table.add_column("")
+    for name in names:
+        table.add_column(name, justify="center")
+    for a in names:
+        cells = []
+        for b in names:
+            if a == b:
+                cells.append("-")
+                continue
+            d, s = dynamic[a].get(b, False), static.get(a, {}).get(b, False)
+            mark = "yes" if d else "."
+            cells.append(mark if d == s else f"[bold red]{mark} (static {'yes' if s else 'no'})[/]")
+        table.add_row(a, *cells)
+    console.print(table)
+    if agree:
+        console.print("the traffic agrees with the static analysis")
+        return EXIT_OK
+    console.print("[bold red]the traffic disagrees with the static analysis where marked[/]")
+    return EXIT_FOUND
+
+
+def cmd_graph(args, console: Console) -> int:
+    from lab.reachability import write_graph
+
+    lab = _load(args)
+    result = lab.reachability()
+    written = write_graph(result, args.out) if args.out else None
+    if args.json:
+        doc = result.as_dict()
+        doc["written"] = str(written) if written else None
+        _emit_json(doc)
+        return EXIT_OK
+    print(result.text())
+    if written:
+        console.print(f"wrote {written}")
+    return EXIT_OK
+
+
 # -- examples and bench -----------------------------------------------------------------------
 
 def cmd_examples(args, console: Console) -> int:
@@ -311,7 +366,8 @@ class _nothing:
         return False
 
 
-COMMANDS = {"check": cmd_check, "inject": cmd_inject, "trace": cmd_trace,
+COMMANDS = {"check": cmd_check, "inject": cmd_inject, "trace": cmd_trace, "pingall": cmd_pingall,
+            "graph": cmd_graph,
             "examples": cmd_examples, "bench": cmd_bench}
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from host.adapter import PhysicalAdapter, VirtualAdapter, WiredAdapter
 from lab.events import EventLoop
 from lab.physical import PhysicalMachine
 from lab.pswitch import PhysicalSwitch, SwitchPort
+from lab.reachability import Reachability, analyse
 from lab.topology import (
     SecurityConfig,
     TeamingConfig,
@@ -351,6 +352,12 @@ class Lab:
             if seq in src.answered:
                 return True
         return False
+
+    def reachability(self) -> Reachability:
+        """The static L2 isolation analysis of this lab's configuration (networkx)."""
+        if self.config is None:
+            raise VlabError(f"lab {self.name} was built in code: the analysis reads a topology")
+        return analyse(self.config)
 
     def pingall(self) -> dict[str, dict[str, bool]]:
         """Every guest with an address pings every other: source -> target -> answered."""

@@ -58,7 +58,6 @@ from lab.topology import (
     KIND_PNIC,
     KIND_SWITCH_PORT,
     KIND_VM_ADAPTER,
-    KIND_VMKNIC,
     AdapterConfig,
     PortGroupConfig,
     SwitchPortConfig,
@@ -118,9 +117,9 @@ def switch_segment(switch: str, vlan: int) -> str:
     return f"{switch} vlan {vlan}"
 
 
-def wire_segment(a: str, b: str | None, vlan: int | None) -> str:
+def wire_segment(a: str, b: str, vlan: int | None) -> str:
     """The name of one encoding on a cable between two endpoints that are not switch ports."""
-    cable = a if b is None else f"{a}<->{b}"
+    cable = f"{a}<->{b}"
     return f"{cable} untagged" if vlan is None else f"{cable} vlan {vlan}"
 
 
@@ -602,12 +601,12 @@ class Reachability:
         return self.graph.edges[endpoint, segment].get("port")
 
     def _addresses(self, guest: str) -> list[tuple[str, dict[str, Any]]]:
-        return [(e, address) for e in self.graph.graph["guests"].get(guest, [])
+        return [(e, address) for e in self.graph.graph.get("guests", {}).get(guest, [])
                 for address in self.graph.nodes[e]["addresses"]]
 
     def guests(self) -> list[str]:
         """Node names (VMs, machines, hosts for their vmknics) with at least one address."""
-        return sorted(g for g in self.graph.graph["guests"] if self._addresses(g))
+        return sorted(g for g in self.graph.graph.get("guests", {}) if self._addresses(g))
 
     def ping_matrix(self) -> dict[str, dict[str, bool]]:
         """node -> node -> would a ping be answered, as `Lab.pingall` asks it.

@@ -144,3 +144,36 @@ def test_the_console_script_is_installed():
     result = subprocess.run([vlab, "inject", "--at", "nowhere.eth0", "--hex", "00"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "vlab: error:" in result.stderr
+
+
+def test_pingall_on_two_hosts_agrees_with_the_static_analysis(capsys):
+    status, out, _ = run(capsys, "pingall", "two-hosts", "--json")
+    doc = json.loads(out)
+    assert status == 0 and doc["agree"] is True
+    assert doc["dynamic"] == doc["static"]
+    assert doc["dynamic"]["web01"]["web02"] is True  # across hosts and the physical switch
+    assert doc["dynamic"]["web01"]["db01"] is False  # another VLAN
+    assert doc["dynamic"]["backup01"]["web01"] is True  # the internal vSwitch
+    assert doc["dynamic"]["backup01"]["web02"] is False  # no uplink: isolated from the network
+
+
+def test_pingall_prints_the_matrix(capsys):
+    status, out, _ = run(capsys, "pingall", "two-hosts")
+    assert status == 0 and "agrees with the static analysis" in out
+
+
+def test_graph_prints_the_broadcast_domains(capsys):
+    status, out, _ = run(capsys, "graph", "two-hosts")
+    assert status == 0 and "4 broadcast domains" in out
+
+
+def test_graph_writes_a_picture(capsys, tmp_path):
+    need_tool("dot")
+    status, _, _ = run(capsys, "graph", "two-hosts", "--out", str(tmp_path / "two-hosts.svg"))
+    svg = (tmp_path / "two-hosts.svg").read_text()
+    assert status == 0 and svg.startswith("<?xml") and "pswitch1 vlan 10" in svg
+
+
+def test_graph_refuses_an_unknown_format(capsys, tmp_path):
+    status, _, err = run(capsys, "graph", "--out", str(tmp_path / "x.gif"))
+    assert status == 2 and "vlab: error:" in err
