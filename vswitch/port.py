@@ -163,7 +163,12 @@ class Port:
         it, so a sender that changes its buffer afterwards changes nothing.
         """
         if not self.link_up:
-            self.counters.drops["link-down"] += sum(1 for _ in frames)
+            frames = tuple(bytes(f) for f in frames)
+            self.counters.rx_packets += len(frames)
+            self.counters.rx_bytes += sum(map(len, frames))
+            self.counters.drops["link-down"] += len(frames)
+            if self.switch.observer is not None:
+                self.switch.observer.on_dropped(self, self, frames, "link-down")
             return
         touched: list[Flow] = []
         mark = touched.append

@@ -90,8 +90,8 @@ def test_E3_vgt_port_emits_untagged_domain_frames_untagged(net):
     net.verify(net.flat1, frame, out={net.trunk1: frame})
 
 
-def test_E3_vgt_port_tags_with_tpid_8100_whatever_the_uplink_used(net):
-    """The uplink's 802.1Q tag is lifted; only 0x8100 is written back."""
+def test_E3_vgt_port_writes_an_8021q_tag(net):
+    """The tag is rebuilt from metadata: TPID 0x8100, the VID and PCP."""
     plain = net.broadcast(net.outside)
     net.send(net.up1, net.tagged(plain, 20, pcp=1))
     got = net.take(net.trunk1)

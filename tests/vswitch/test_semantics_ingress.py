@@ -7,7 +7,7 @@ Flat EST (flat1, flat2); Trunk VGT with trunk set 10,20 (trunk1).
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import Dot1AD, Dot1Q, Dot3, Ether, LLC, STP
 from scapy.packet import Raw
 
@@ -149,6 +149,14 @@ def test_I5_est_port_drops_a_tagged_frame(net, vid):
     net.verify(net.flat1, frame, drops=[(net.flat1, "tagged-on-est")])
 
 
+@pytest.mark.parametrize("hidden_vid", [10, 30, 4095], ids=lambda v: f"hidden{v}")
+def test_I5_est_port_drops_a_vlan_tag_hidden_behind_a_priority_tag(net, hidden_vid):
+    """I3 then I5: with the priority tag set aside, what is left is a tagged frame. Let in, it
+    would leave the uplink with the hidden tag outermost (the double-tagging VLAN hop)."""
+    frame = net.tagged(net.tagged(net.broadcast(net.flat1), hidden_vid), 0, pcp=1)
+    net.verify(net.flat1, frame, drops=[(net.flat1, "tagged-on-est")])
+
+
 # -- I6-I9: VGT ------------------------------------------------------------------------------------
 
 
@@ -195,6 +203,27 @@ def test_I8_vgt_port_with_every_vlan_allowed_still_drops_vid_4095(net):
     wide = net.vm("wide.eth0", "AllVlans", "00:50:56:00:00:07")
     frame = net.tagged(net.ping(wide, net.outside), 4095)
     net.verify(wide, frame, drops=[(wide, "reserved-vid")])
+
+
+@pytest.mark.parametrize("hidden_vid", [10, 30], ids=lambda v: f"hidden{v}")
+def test_I3_vgt_port_never_lets_out_a_vlan_tag_hidden_behind_a_priority_tag(net, hidden_vid):
+    """The frame is in the untagged domain (I3), but its bytes begin with a VLAN tag: sent out
+    untagged, that tag would become the outer one. Nothing may leave (the reason is egress's)."""
+    frame = net.tagged(net.tagged(net.broadcast(net.trunk1), hidden_vid), 0)
+    for _ in range(2):
+        net.send(net.trunk1, frame)
+        assert not {name: got for name, got in net.received.items() if got}
+        assert net.drops, "the frame vanished without a counted drop"
+        net.reset()
+
+
+def test_I3_vgt_port_hidden_tag_is_refused_after_a_plain_priority_tagged_frame_passed(net):
+    plain = net.broadcast(net.trunk1)
+    net.send(net.trunk1, net.tagged(plain, 0))
+    net.expect({net.flat1: plain, net.flat2: plain, net.up1: plain})
+    net.send(net.trunk1, net.tagged(net.tagged(plain, 30), 0))
+    assert not {name: got for name, got in net.received.items() if got}
+    net.reset()
 
 
 def test_I9_vgt_port_puts_an_untagged_frame_in_the_untagged_domain(net):
@@ -313,10 +342,15 @@ def test_I12_the_switch_mtu_sets_the_limit(make_net):
 
 
 def test_I12_oversize_frame_with_segmentation_metadata_is_not_dropped(net):
+    """A large TCP segment with GSO metadata is not oversize; whatever the egress makes of it
+    (whole, or cut into segments), all of its payload reaches the peer."""
     frame = bytes(Ether(src=net.mac(net.web1), dst=net.mac(net.web2))
-                  / IP(src="198.18.0.1", dst="198.18.0.2") / Raw(b"\x00" * 4000))
+                  / IP(src="198.18.0.1", dst="198.18.0.2")
+                  / TCP(sport=40000, dport=80, seq=1000, flags="PA") / Raw(b"\x00" * 4000))
     net.web1.receive(frame, offload=Offload(gso_type=1, gso_size=1448, hdr_len=54))
-    assert net.take(net.web2), "the segmentation-offloaded frame did not reach web2"
+    got = net.take(net.web2)
+    assert got, "the segmentation-offloaded frame did not reach web2"
+    assert sum(len(Ether(f)[TCP].payload) for f in got) == 4000
     net.expect()
 
 

@@ -15,6 +15,19 @@ def _mode(port) -> str:
     return port.vlan_mode
 
 
+_TPID_8021Q = b"\x81\x00"
+
+
+def _hides_a_tag(frame: Frame) -> bool:
+    """An untagged-domain frame whose bytes still begin with a tag: the one a priority tag hid.
+
+    Only a priority tag (VID 0, I3) can leave it there, since any other 0x8100 tag is lifted at
+    ingress. Sent out untagged, those bytes would put the frame in the hidden tag's VLAN on the
+    receiver's wire: the double-tagging VLAN hop. Such a frame is not let out.
+    """
+    return frame.vlan is None and frame.data[12:14] == _TPID_8021Q
+
+
 class VstIngress(Unit):
     """Classifies untagged (and priority-tagged) frames into the port group's VLAN."""
 
@@ -58,6 +71,8 @@ class EstIngress(Unit):
             if tag.vid != 0:
                 return "tagged-on-est"
             frame.pcp = tag.pcp
+            if frame.data[12:14] == _TPID_8021Q:
+                return "tagged-on-est"  # I3 then I5: the tag behind a priority tag is a tag
         frame.vlan = None
         return None
 
@@ -143,7 +158,7 @@ class EstEgress(Unit):
         return cls() if _mode(port) == "est" else None
 
     def __call__(self, frame: Frame) -> str | None:
-        return None if frame.vlan is None else "vlan-not-allowed"
+        return None if frame.vlan is None and not _hides_a_tag(frame) else "vlan-not-allowed"
 
 
 class VgtEgress(Unit):
@@ -161,7 +176,7 @@ class VgtEgress(Unit):
 
     def __call__(self, frame: Frame) -> str | None:
         if frame.vlan is None:
-            return None
+            return "vlan-not-allowed" if _hides_a_tag(frame) else None
         if frame.vlan not in self.trunk:
             return "vlan-not-allowed"
         frame.egress_tag = tag_bytes(frame.vlan, frame.pcp)
@@ -183,6 +198,8 @@ class TrunkEgress(Unit):
     def __call__(self, frame: Frame) -> str | None:
         if frame.vlan is not None:
             frame.egress_tag = tag_bytes(frame.vlan, frame.pcp)
+        elif _hides_a_tag(frame):
+            return "vlan-not-allowed"
         return None
 
 
