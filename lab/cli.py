@@ -138,6 +138,9 @@ def cmd_check(args, console: Console) -> int:
         for adapter in machine.adapters.values():
             console.print(f"endpoint {adapter.endpoint_id} -- "
                           f"{lab.links.get(adapter.endpoint_id, 'not linked')}")
+    for loop in lab.loops:
+        console.print(f"[bold yellow]warning[/]: the physical network loops through {', '.join(loop)} "
+                      "(no spanning tree: a broadcast will storm)")
     console.print(f"ok: {len(lab.endpoint_ids)} endpoints")
     return EXIT_OK
 
@@ -154,7 +157,8 @@ def _check_doc(lab: Lab) -> dict:
                            "ingress": [u.describe() for u in p.ingress],
                            "egress": [u.describe() for u in p.egress]}
                           for p in switch.ports.values()]})
-    return {"lab": lab.name, "endpoints": lab.endpoint_ids, "links": lab.links, "switches": switches}
+    return {"lab": lab.name, "endpoints": lab.endpoint_ids, "links": lab.links, "switches": switches,
+            "loops": lab.loops}
 
 
 # -- inject and trace -------------------------------------------------------------------------

@@ -21,10 +21,10 @@ from scapy.packet import Packet
 
 from host import AdapterSpec, Guest, Host, VMConfig
 from host.adapter import PhysicalAdapter, VirtualAdapter, WiredAdapter
-from lab.events import EventLoop
+from lab.events import EventLoop, RunawayError
 from lab.physical import PhysicalMachine
 from lab.pswitch import PhysicalSwitch, SwitchPort
-from lab.reachability import Reachability, analyse
+from lab.reachability import Reachability, analyse, physical_loops
 from lab.topology import (
     SecurityConfig,
     TeamingConfig,
@@ -102,6 +102,8 @@ class Lab:
         self.links: dict[str, str] = {}
         self.loop = EventLoop()
         self.config: TopologyConfig | None = None
+        #: cable loops between external switches (no spanning tree here: they will storm)
+        self.loops: list[list[str]] = []
         self._endpoints: dict[str, Any] = {}  # id -> adapter, pnic or endpoint adapter
         self._deliverable: set[str] = set()  # endpoints where a frame counts as delivered
         self._virtual: set[str] = set()  # VM adapters and VMkernel NICs: they send into a port
@@ -127,6 +129,7 @@ class Lab:
     def from_config(cls, config: TopologyConfig) -> Lab:
         lab = cls(config.name, config.description)
         lab.config = config
+        lab.loops = physical_loops(config)
         for hc in config.hosts.values():
             host = Host(hc.name, hc.pnics, block_guest_bpdu=hc.block_guest_bpdu)
             for vc in hc.vswitches.values():
@@ -294,6 +297,12 @@ class Lab:
         the network is reported)."""
         try:
             self.loop.run(self._enter, until_ns=until_ns)
+        except RunawayError as exc:
+            if self.loops:
+                where = "; ".join(", ".join(loop) for loop in self.loops)
+                raise RunawayError(f"{exc} The physical network loops through {where} "
+                                   "(no spanning tree runs here).") from None
+            raise
         finally:
             self._fate = None
             self._ingress_records.clear()

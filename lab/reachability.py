@@ -898,3 +898,30 @@ def _first_line(data: bytes | str | None) -> str:
         return "no message"
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     return text.strip().splitlines()[0] if text.strip() else "no message"
+
+
+def physical_loops(config: TopologyConfig) -> list[list[str]]:
+    """Loops of cables between external switches, each as its cables ('a<->b').
+
+    The external switches run no spanning tree, so a loop floods a broadcast around for ever;
+    virtual switches never close one (nothing goes uplink to uplink).
+    """
+    owner = {f"{s}.{p}": s for s, sw in config.switches.items() for p in sw.ports}
+    between: dict[frozenset[str], list[str]] = {}
+    loops: list[list[str]] = []
+    for a, b in config.links:
+        if a in owner and b in owner:
+            cable = f"{a}<->{b}"
+            if owner[a] == owner[b]:
+                loops.append([cable])
+            else:
+                between.setdefault(frozenset((owner[a], owner[b])), []).append(cable)
+    graph = networkx.Graph()
+    for pair, cables in between.items():
+        if len(cables) > 1:
+            loops.append(sorted(cables))
+        graph.add_edge(*sorted(pair), cable=cables[0])
+    for cycle in networkx.cycle_basis(graph):
+        ring = list(zip(cycle, cycle[1:] + cycle[:1]))
+        loops.append(sorted(graph.edges[u, v]["cable"] for u, v in ring))
+    return sorted(loops)
