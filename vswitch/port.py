@@ -20,7 +20,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from vswitch.control import ControlChannel, ReceiveFilter
-from vswitch.frame import ETH_HEADER, TAG_LEN, Frame, Offload, mac_bytes
+from vswitch.frame import ETH_HEADER, TAG_LEN, TPID_BYTES, Frame, Offload, mac_bytes
 from vswitch.unit import Unit
 
 if TYPE_CHECKING:
@@ -34,10 +34,6 @@ Output = Callable[[Sequence[bytes]], None]
 #: A port's cache is emptied when it reaches this many decisions (e.g. under a flood of
 #: random source addresses), which bounds its memory.
 CACHE_LIMIT = 4096
-
-#: Frames shorter than a tagged header are decided by their length (runt): never from the cache.
-_FAST_MIN = ETH_HEADER + TAG_LEN
-
 
 class PortKind(str, Enum):
     VM = "vm"
@@ -186,7 +182,7 @@ class Port:
             if type(f) is not bytes:
                 f = bytes(f)
             flow = get(f[:key_len])
-            if flow is None or not _FAST_MIN <= len(f) <= fast_max:
+            if flow is None or len(f) > fast_max:
                 flow = self._classify(f)
             if not flow:
                 mark(flow)
@@ -197,19 +193,18 @@ class Port:
                   tracer: Tracer | None = None) -> Flow:
         """The slow path: run the chains on one frame and describe the decision as a Flow."""
         frame = Frame(wire, offload=offload)
-        cacheable = (self._cacheable and offload is None
-                     and _FAST_MIN <= len(wire) <= self._fast_max)
+        # A port keyed on 14 bytes cannot cache what a tag decides (its VID, or its being cut
+        # short): those bytes are not in its key. Longer frames are decided by their length.
+        hidden_tag = self._key_len < ETH_HEADER + TAG_LEN and wire[12:14] in TPID_BYTES
+        cacheable = (self._cacheable and offload is None and not hidden_tag
+                     and len(wire) <= self._fast_max)
         for unit in self.ingress:
             reason = unit(frame)
             if tracer is not None:
                 tracer.unit(self, "in", unit, frame, reason)
             if reason is not None:
-                if frame.tag is not None and self._key_len < ETH_HEADER + TAG_LEN:
-                    cacheable = False  # the drop read a tag the key does not hold
                 return self._remember(wire, Flow((), ((self, unit, reason),)), cacheable)
         lifted = frame.tag is not None
-        if lifted and self._key_len < ETH_HEADER + TAG_LEN:
-            cacheable = False  # the key does not hold the tag this decision read
         deliveries, drops = [], []
         for port in frame.out:
             f = copy(frame)
@@ -241,15 +236,15 @@ class Port:
 
     def _apply(self, touched: Iterable[Flow]) -> None:
         """Deliver each flow's batch: one call per egress port, counters added per batch."""
-        counters = self.counters
         observer = self.switch.observer
+        rx_packets = rx_bytes = 0
         for flow in touched:
             frames = tuple(flow)
             flow.clear()
             n = len(frames)
             nbytes = sum(map(len, frames))
-            counters.rx_packets += n
-            counters.rx_bytes += nbytes
+            rx_packets += n
+            rx_bytes += nbytes
             for port, transform, delta in flow.deliveries:
                 if transform is None:
                     port._emit(frames, n, nbytes)
@@ -263,6 +258,9 @@ class Port:
                 port.counters.drops[reason] += n
                 if observer is not None:
                     observer.on_dropped(self, port, frames, reason)
+        counters = self.counters
+        counters.rx_packets += rx_packets
+        counters.rx_bytes += rx_bytes
 
     def _emit(self, frames: Sequence[bytes], n: int, nbytes: int) -> None:
         c = self.counters
