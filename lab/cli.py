@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
@@ -275,26 +276,27 @@ def cmd_pingall(args, console: Console) -> int:
         _emit_json({"lab": lab.name, "dynamic": dynamic, "static": static, "agree": agree})
         return EXIT_OK if agree else EXIT_FOUND
     names = sorted(dynamic)
-    table = Table(title=f"lab {lab.name}: ping from row to column (dynamic / static)",
-                  title_justify="left")
-    table.add_column("")
-    for name in names:
-        table.add_column(name, justify="center")
-    for a in names:
-        cells = []
-        for b in names:
-            if a == b:
-                cells.append("-")
-                continue
-            d, s = dynamic[a].get(b, False), static.get(a, {}).get(b, False)
-            mark = "yes" if d else "."
-            cells.append(mark if d == s else f"[bold red]{mark} (static {'yes' if s else 'no'})[/]")
-        table.add_row(a, *cells)
-    console.print(table)
+
+    def matrix(title: str, found: dict, other: dict) -> Table:
+        table = Table(title=title, title_justify="left")
+        table.add_column("from \\ to")
+        for name in names:
+            table.add_column(name, justify="center")
+        for a in names:
+            cells = []
+            for b in names:
+                here, there = found.get(a, {}).get(b, False), other.get(a, {}).get(b, False)
+                mark = "-" if a == b else ("yes" if here else ".")
+                cells.append(mark if a == b or here == there else f"[bold red]{mark}[/]")
+            table.add_row(a, *cells)
+        return table
+
+    console.print(Columns([matrix(f"{lab.name}: pings answered (traffic)", dynamic, static),
+                           matrix(f"{lab.name}: static analysis", static, dynamic)]))
     if agree:
         console.print("the traffic agrees with the static analysis")
         return EXIT_OK
-    console.print("[bold red]the traffic disagrees with the static analysis where marked[/]")
+    console.print("[bold red]the traffic disagrees with the static analysis where marked in red[/]")
     return EXIT_FOUND
 
 
