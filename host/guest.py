@@ -99,9 +99,12 @@ class Guest:
 
         if len(frame) < 14 or (frame[0:6] != adapter.mac and frame[0:6] != b"\xff" * 6):
             return
-        pkt = Ether(frame)
+        try:
+            pkt = Ether(frame)
+        except Exception:  # whatever arrives, a guest does not fall over: it ignores it
+            return
         vlan = None
-        if pkt.type == 0x8100 and isinstance(pkt.payload, Dot1Q):
+        if frame[12:14] == b"\x81\x00" and isinstance(pkt.payload, Dot1Q):
             vlan = pkt[Dot1Q].vlan
         here = [a for a in self.addresses if a.adapter == adapter.name and a.vlan == vlan]
         if ARP in pkt:

@@ -226,20 +226,20 @@ class Capture:
             if r.endpoint == endpoint and r.direction == "in" and not r.dropped
         )
 
+    def write_pcapng(self, path: str | os.PathLike[str]) -> pathlib.Path:
+        """Only the lab's pcapng, under a name of the caller's (evidence of one case)."""
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_pcapng(path, self.endpoints,
+                      ((r.endpoint, r.data, self.epoch_ns + r.time_ns, r.direction, r.comments)
+                       for r in self._records))
+        return path
+
     def write(self, directory: str | os.PathLike[str]) -> list[pathlib.Path]:
         """Write ``<name>.pcapng`` and one ``<endpoint>.pcap`` per endpoint; return the paths."""
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        lab_path = directory / f"{self.name}.pcapng"
-        _write_pcapng(
-            lab_path,
-            self.endpoints,
-            (
-                (r.endpoint, r.data, self.epoch_ns + r.time_ns, r.direction, r.comments)
-                for r in self._records
-            ),
-        )
-        paths = [lab_path]
+        paths = [self.write_pcapng(directory / f"{self.name}.pcapng")]
         for endpoint in self.endpoints:
             path = directory / f"{endpoint}.pcap"
             _write_pcap(

@@ -1,0 +1,157 @@
+"""The audit: every attack of the catalogue from every attacker position, with a verdict each.
+
+Verdicts:
+- `contained`: the attack did not achieve anything it should not;
+- `leaked`: a frame crossed a VLAN or switch boundary, or a victim's traffic was diverted,
+  though the configuration forbids it (the static isolation analysis says where frames may
+  go): an isolation failure;
+- `exposed`: it worked because the configuration allows it (forged transmits or MAC address
+  changes Accept, a physical port with DTP or a native VLAN, a learning switch): the report
+  names the setting;
+- `n/a`: the attack cannot be tried from that position.
+Each case runs on a fresh network of its target, so cases never influence each other and the
+same lab always gives the same report and the same evidence bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.attacks import Attack, Context, by_name, lab_vlans, positions
+from lab.reachability import analyse
+from lab.targets import ModelTarget, Target
+from lab.topology import SecurityConfig, TopologyConfig
+from vswitch.errors import VlabError
+
+VERDICTS = ("contained", "leaked", "exposed", "n/a")
+PROFILES = ("as-configured", "reject-all", "vsphere-defaults")
+
+
+class AuditError(VlabError):
+    pass
+
+
+@dataclass(frozen=True)
+class Case:
+    attack: str
+    family: str
+    position: str
+    target: str
+    verdict: str
+    boundary: str  # what it tried to cross, and for a finding, what let it through
+    detail: str
+    evidence: str | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class AuditReport:
+    lab: str
+    targets: list[str]
+    profile: str
+    cases: list[Case] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = Counter(c.verdict for c in self.cases)
+        return {v: counts.get(v, 0) for v in VERDICTS}
+
+    def findings(self, fail_on: Sequence[str] = ("leaked", "exposed")) -> list[Case]:
+        return [c for c in self.cases if c.verdict in fail_on]
+
+    def as_dict(self) -> dict:
+        return {"lab": self.lab, "targets": self.targets, "profile": self.profile,
+                "cases": [c.as_dict() for c in self.cases], "summary": self.summary}
+
+
+def apply_profile(config: TopologyConfig, profile: str) -> TopologyConfig:
+    """The same topology with the virtual switches' security policies overridden."""
+    if profile not in PROFILES:
+        raise AuditError(f"unknown profile {profile!r} (one of {', '.join(PROFILES)})")
+    if profile == "as-configured":
+        return config
+    policy = (SecurityConfig(False, False, False) if profile == "reject-all"
+              else SecurityConfig(promiscuous=False, mac_changes=True, forged_transmits=True))
+    hosts = {}
+    for name, host in config.hosts.items():
+        vswitches = {}
+        for vname, vswitch in host.vswitches.items():
+            groups = {g: dataclasses.replace(pg, security=SecurityConfig())
+                      for g, pg in vswitch.portgroups.items()}
+            vswitches[vname] = dataclasses.replace(vswitch, security=policy, portgroups=groups)
+        hosts[name] = dataclasses.replace(host, vswitches=vswitches)
+    return dataclasses.replace(config, hosts=hosts)
+
+
+def make_target(name: str, config: TopologyConfig) -> Target:
+    if name == "model":
+        return ModelTarget(config)
+    raise AuditError(f"unknown target {name!r}: this version audits the in-process model "
+                     "('model'); live targets come with live mode")
+
+
+def run_audit(config: TopologyConfig, *, targets: Sequence[str] = ("model",),
+              profile: str = "as-configured", attacks: Sequence[str] | None = None,
+              at: Sequence[str] | None = None, pcap_dir: str | Path | None = None,
+              progress: Callable[[Case], None] | None = None,
+              target_factory: Callable[[str, TopologyConfig], Target] = make_target) -> AuditReport:
+    """Run the catalogue (or the named attacks) from every position (or those named)."""
+    config = apply_profile(config, profile)
+    analysis = analyse(config)
+    known = positions(config)
+    chosen = list(known) if not at else list(at)
+    for name in chosen:
+        if name not in known:
+            raise AuditError(f"no attacker position {name!r} (positions: {', '.join(known)})")
+    try:
+        catalogue = by_name(attacks)
+    except KeyError as exc:
+        raise AuditError(f"no attack {exc.args[0]!r} in the catalogue") from None
+    report = AuditReport(config.name, list(targets), profile)
+    vlans = lab_vlans(config)
+    for target_name in targets:
+        target = target_factory(target_name, config)
+        for attack in catalogue:
+            for position in chosen:
+                ctx = Context(target, config, analysis, known[position], known,
+                              _marker(config.name, attack.name, position), vlans)
+                case = _run_case(attack, ctx, target_name, pcap_dir, multi=len(targets) > 1)
+                report.cases.append(case)
+                if progress is not None:
+                    progress(case)
+    return report
+
+
+def total_cases(config: TopologyConfig, targets: Sequence[str], attacks: Sequence[str] | None,
+                at: Sequence[str] | None) -> int:
+    return len(targets) * len(by_name(attacks)) * len(at or positions(config))
+
+
+def _marker(lab: str, attack: str, position: str) -> bytes:
+    digest = hashlib.sha256(f"{lab}/{attack}/{position}".encode()).hexdigest()[:12]
+    return f"vlab-audit:{digest}:".encode()
+
+
+def _run_case(attack: Attack, ctx: Context, target: str, pcap_dir, multi: bool) -> Case:
+    base = dict(attack=attack.name, family=attack.family, position=ctx.at, target=target)
+    reason = attack.not_applicable(ctx)
+    if reason is not None:
+        return Case(**base, verdict="n/a", boundary=attack.boundary, detail=reason)
+    success = attack.run(ctx)
+    if success is None:
+        return Case(**base, verdict="contained", boundary=attack.boundary, detail="nothing crossed")
+    allowed = attack.exposed_by(ctx)
+    verdict = "exposed" if allowed else "leaked"
+    boundary = f"{attack.boundary}: {allowed}" if allowed else f"{attack.boundary}: isolation failure"
+    evidence = None
+    if pcap_dir is not None:
+        stem = f"{target}--{attack.name}--{ctx.at}" if multi else f"{attack.name}--{ctx.at}"
+        evidence = str(success.run.write_evidence(Path(pcap_dir) / f"{stem}.pcapng"))
+    return Case(**base, verdict=verdict, boundary=boundary, detail=success.detail, evidence=evidence)
