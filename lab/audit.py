@@ -43,8 +43,9 @@ class Case:
     position: str
     target: str
     verdict: str
-    boundary: str  # what it tried to cross, and for a finding, what let it through
-    detail: str
+    boundary: str  # what the attack tries to cross: VLAN, switch or MAC (someone's address)
+    detail: str  # what happened
+    allowed_by: str | None = None  # for `exposed`: the configuration that lets it work
     evidence: str | None = None
 
     def as_dict(self) -> dict:
@@ -149,9 +150,9 @@ def _run_case(attack: Attack, ctx: Context, target: str, pcap_dir, multi: bool) 
         return Case(**base, verdict="contained", boundary=attack.boundary, detail="nothing crossed")
     allowed = attack.exposed_by(ctx)
     verdict = "exposed" if allowed else "leaked"
-    boundary = f"{attack.boundary}: {allowed}" if allowed else f"{attack.boundary}: isolation failure"
     evidence = None
     if pcap_dir is not None:
         stem = f"{target}--{attack.name}--{ctx.at}" if multi else f"{attack.name}--{ctx.at}"
         evidence = str(success.run.write_evidence(Path(pcap_dir) / f"{stem}.pcapng"))
-    return Case(**base, verdict=verdict, boundary=boundary, detail=success.detail, evidence=evidence)
+    return Case(**base, verdict=verdict, boundary=attack.boundary, detail=success.detail,
+                allowed_by=allowed, evidence=evidence)

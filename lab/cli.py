@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab import bundled
+from lab.audit import PROFILES
 from lab.lab import Lab
 from vswitch.errors import VlabError
 
@@ -79,6 +80,23 @@ def _parser() -> argparse.ArgumentParser:
 
     trace = lab_command("trace", "show every unit a frame passes and each decision")
     frame_options(trace, pcap=False)
+
+    audit = sub.add_parser("audit", help="run the VLAN-leak and MAC-forgery suites; a verdict per attack and position",
+                           description="Run every attack of the catalogue from every attacker position and "
+                                       "classify each case: contained, leaked, exposed or n/a.")
+    audit.add_argument("lab", nargs="?", default=bundled.DEFAULT_LAB,
+                       help=f"topology file or bundled example (default: {bundled.DEFAULT_LAB})")
+    audit.add_argument("--target", default="model", metavar="T",
+                       help="comma list of targets (default: model, the in-process switches)")
+    audit.add_argument("--profile", default="as-configured", choices=PROFILES,
+                       help="re-run the topology with the virtual switches' security overridden")
+    audit.add_argument("--attack", action="append", metavar="NAME", help="only this attack (repeatable)")
+    audit.add_argument("--at", action="append", metavar="EP", help="only this attacker position (repeatable)")
+    audit.add_argument("--json", nargs="?", const="-", metavar="F", help="JSON report to F (or stdout)")
+    audit.add_argument("--junit", metavar="F", help="JUnit XML report to F")
+    audit.add_argument("--pcap-dir", metavar="DIR", help="one evidence pcapng per finding")
+    audit.add_argument("--fail-on", default="leaked,exposed", metavar="V",
+                       help="verdicts that make the exit status 1 (default: leaked,exposed)")
 
     lab_command("pingall", "ping every guest pair; compare with the static isolation analysis")
     graph = lab_command("graph", "the static L2 isolation analysis: which endpoints share a broadcast domain")
@@ -265,6 +283,80 @@ def cmd_trace(args, console: Console) -> int:
     return EXIT_OK
 
 
+# -- audit ----------------------------------------------------------------------------------
+
+_CELL = {"contained": "[green]·[/]", "leaked": "[bold white on red]LEAK[/]",
+         "exposed": "[bold yellow]exp[/]", "n/a": "[dim]n/a[/]"}
+
+
+def cmd_audit(args, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from lab.audit import run_audit, total_cases
+    from lab.topology import load_topology
+
+    config = load_topology(bundled.resolve(args.lab))
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    fail_on = [v.strip() for v in args.fail_on.split(",") if v.strip()]
+    for verdict in fail_on:
+        if verdict not in ("leaked", "exposed"):
+            raise UserError(f"--fail-on takes leaked and/or exposed, not {verdict!r}")
+    quiet = args.json == "-"
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=err, transient=True, disable=quiet or not err.is_terminal) as progress:
+        task = progress.add_task(f"auditing {config.name}",
+                                 total=total_cases(config, targets, args.attack, args.at))
+        report = run_audit(config, targets=targets, profile=args.profile, attacks=args.attack,
+                           at=args.at, pcap_dir=args.pcap_dir,
+                           progress=lambda case: progress.advance(task))
+    findings = report.findings(fail_on)
+    if args.junit:
+        from lab.junit import write_junit
+
+        write_junit(report, args.junit, fail_on)
+    if args.json:
+        text = json.dumps(report.as_dict(), indent=2)
+        if quiet:
+            print(text)
+            return EXIT_FOUND if findings else EXIT_OK
+        with open(args.json, "w") as out:
+            out.write(text + "\n")
+    _print_audit(console, report)
+    return EXIT_FOUND if findings else EXIT_OK
+
+
+def _print_audit(console: Console, report) -> None:
+    from rich import box
+
+    positions = list(dict.fromkeys(c.position for c in report.cases))
+    for target in report.targets:
+        cases = {(c.attack, c.position): c for c in report.cases if c.target == target}
+        table = Table(title=f"{report.lab}: audit on {target}, profile {report.profile}",
+                      title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+        table.add_column("attack \\ position", no_wrap=True)
+        for number in range(1, len(positions) + 1):
+            table.add_column(str(number), justify="center", no_wrap=True)
+        for boundary in dict.fromkeys(c.boundary for c in report.cases):
+            table.add_row(f"[bold]{boundary} boundary[/]")
+            for attack in dict.fromkeys(c.attack for c in report.cases if c.boundary == boundary):
+                table.add_row("  " + attack, *[_CELL[cases[(attack, p)].verdict] if (attack, p) in cases
+                                              else "" for p in positions])
+        console.print(table)
+    console.print("positions: " + ", ".join(f"{n} {p}" for n, p in enumerate(positions, 1)))
+    console.print("· contained   exp exposed (the configuration allows it)   LEAK leaked (isolation "
+                  "failure)   n/a not applicable\n")
+    for case in (c for c in report.cases if c.verdict in ("leaked", "exposed")):
+        style = "bold red" if case.verdict == "leaked" else "yellow"
+        console.print(f"[{style}]{case.verdict}[/] {case.attack} from {case.position}"
+                      + (f" ({case.target})" if len(report.targets) > 1 else "")
+                      + f": {case.detail}; "
+                      + (f"allowed by: {case.allowed_by}" if case.allowed_by else "an isolation failure")
+                      + (f" [dim]evidence {case.evidence}[/]" if case.evidence else ""))
+    summary = ", ".join(f"{n} {v}" for v, n in report.summary.items())
+    console.print(f"{len(report.cases)} cases: {summary}")
+
+
 # -- pingall and graph -----------------------------------------------------------------------
 
 def cmd_pingall(args, console: Console) -> int:
@@ -373,6 +465,7 @@ class _nothing:
 
 
 COMMANDS = {"check": cmd_check, "inject": cmd_inject, "trace": cmd_trace, "pingall": cmd_pingall,
+            "audit": cmd_audit,
             "graph": cmd_graph,
             "examples": cmd_examples, "bench": cmd_bench}
 
