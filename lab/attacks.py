@@ -150,6 +150,17 @@ class Context:
                     return candidate
         return None
 
+    def same_vswitch(self, *endpoints: str) -> bool:
+        """All these endpoints are adapters on one virtual switch (frames between them stay in it)."""
+        graph = self.analysis.graph
+        switches: set[str] = set()
+        for endpoint in endpoints:
+            if graph.nodes[endpoint].get("endpoint_kind") not in ("vm-adapter", "vmknic"):
+                return False
+            switches |= {graph.nodes[n]["owner"] for n in graph.neighbors(endpoint)
+                         if graph.nodes[n].get("segment_kind") == "vswitch"}
+        return len(switches) == 1
+
     def native_vlan_exposure(self) -> str | None:
         """Why a tag could come off on the physical network: a trunk's native VLAN in reach."""
         for domain in self.analysis.domain_of(self.at):
@@ -200,6 +211,9 @@ class Success:
 
     detail: str
     run: TargetRun
+    #: the attack saw it happen where no setting can explain it (inside a virtual switch,
+    #: which learns nothing): a leak whatever the configuration allows elsewhere
+    unexplained: bool = False
 
 
 class Attack:
@@ -497,6 +511,7 @@ class MacFlapping(_ForgeryAttack):
     summary = "the victim's MAC as source, again and again, so a learning switch moves it"
 
     def run(self, ctx: Context) -> Success | None:
+        found: list[Success] = []
         for victim in ctx.victims():
             witness = ctx.witness(victim)
             if witness is None:
@@ -509,8 +524,10 @@ class MacFlapping(_ForgeryAttack):
             lost = not ctx.marked(run, victim.endpoint)
             if stolen or lost:
                 what = "received" if stolen else "diverted away from the victim"
-                return Success(f"{witness.endpoint}'s unicast to {victim.endpoint} was {what}", run)
-        return None
+                inside = stolen and ctx.same_vswitch(ctx.at, victim.endpoint, witness.endpoint)
+                found.append(Success(f"{witness.endpoint}'s unicast to {victim.endpoint} was {what}"
+                                     + (" inside one virtual switch" if inside else ""), run, inside))
+        return next((s for s in found if s.unexplained), found[0] if found else None)
 
 
 class BadSource(_ForgeryAttack):

@@ -148,7 +148,7 @@ def _run_case(attack: Attack, ctx: Context, target: str, pcap_dir, multi: bool) 
     success = attack.run(ctx)
     if success is None:
         return Case(**base, verdict="contained", boundary=attack.boundary, detail="nothing crossed")
-    allowed = attack.exposed_by(ctx)
+    allowed = None if success.unexplained else attack.exposed_by(ctx)
     verdict = "exposed" if allowed else "leaked"
     evidence = None
     if pcap_dir is not None:

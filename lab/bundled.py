@@ -130,5 +130,29 @@ def write_web_db_attacks(path: Path | None = None) -> Path:
     return path
 
 
+def write_reference_pcaps(root: Path) -> list[Path]:
+    """The evidence of an audit of every bundled lab, as `pcaps/<lab>/<attack>--<position>.pcapng`.
+
+    The folder of each lab is emptied first, so that a finding that went away leaves nothing.
+    """
+    from lab.audit import run_audit
+    from lab.topology import load_topology
+
+    written = []
+    for example in examples():
+        folder = root / example.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.pcapng"):
+            old.unlink()
+        report = run_audit(load_topology(example.path), pcap_dir=folder)
+        written += [Path(c.evidence) for c in report.cases if c.evidence]
+    return written
+
+
 if __name__ == "__main__":
+    # python -m lab.bundled [PCAPS_DIR]: the bundled attack capture, then the reference evidence
+    import sys
+
     print(write_web_db_attacks())
+    pcaps = write_reference_pcaps(Path(sys.argv[1] if len(sys.argv) > 1 else "pcaps"))
+    print(f"{len(pcaps)} reference evidence captures")

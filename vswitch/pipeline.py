@@ -72,6 +72,6 @@ def build(port) -> tuple[tuple[Unit, ...], tuple[Unit, ...]]:
 
 
 def _check(port, chain: tuple[Unit, ...], vlan_units: set[type], side: str) -> None:
-    found = [u for u in chain if type(u) in vlan_units]
+    found = [u for u in chain if isinstance(u, tuple(vlan_units))]
     if len(found) != 1:
         raise ConfigError(f"port {port.name}: {side} chain needs exactly one VLAN unit, has {found}")
