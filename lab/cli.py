@@ -352,7 +352,7 @@ def _print_audit(console: Console, report) -> None:
                       + (f" ({case.target})" if len(report.targets) > 1 else "")
                       + f": {case.detail}; "
                       + (f"allowed by: {case.allowed_by}" if case.allowed_by else "an isolation failure")
-                      + (f" [dim]evidence {case.evidence}[/]" if case.evidence else ""))
+                      + (f"; [dim]evidence {case.evidence}[/]" if case.evidence else ""))
     summary = ", ".join(f"{n} {v}" for v, n in report.summary.items())
     console.print(f"{len(report.cases)} cases: {summary}")
 

@@ -93,11 +93,9 @@ def headline(case: Case) -> str:
 
 
 def details(case: Case) -> str:
-    """The text under a finding: what happened, what allowed it, and where the capture is."""
-    lines = [f"{case.attack} from {case.position}: {case.detail}"]
+    """What happened, and for a finding where its capture is; under the headline, it says it all."""
+    lines = [headline(case), f"{case.attack} from {case.position}: {case.detail}"]
     if case.verdict in FINDINGS:
-        lines.append(f"allowed by: {case.allowed_by}" if case.allowed_by
-                     else "allowed by: nothing in the configuration (an isolation failure)")
         lines.append(f"evidence: {case.evidence or 'none (no pcap dir given)'}")
     return "\n".join(lines)
 
@@ -113,7 +111,7 @@ def _testcase(lab: str, case: Case, fail_on: tuple[str, ...]) -> ET.Element:
     elif case.verdict == "n/a":
         ET.SubElement(element, "skipped", message=_clean(case.detail), type="n/a")
     else:
-        ET.SubElement(element, "system-out").text = _clean(f"{headline(case)}\n{details(case)}")
+        ET.SubElement(element, "system-out").text = text
     return element
 
 

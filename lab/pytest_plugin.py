@@ -22,7 +22,7 @@ import pytest
 from lab.attacks import by_name, positions
 from lab.audit import PROFILES, Case, run_audit
 from lab.bundled import resolve
-from lab.junit import DEFAULT_FAIL_ON, details, headline, parse_fail_on
+from lab.junit import DEFAULT_FAIL_ON, details, parse_fail_on
 from lab.topology import TopologyConfig, load_topology
 from vswitch.errors import VlabError
 
@@ -105,7 +105,23 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for path, topology in settings.labs:
         lab = AuditCollector.from_parent(session, name=topology.name, nodeid=topology.name,
                                          path=path, topology=topology, settings=settings)
-        items.extend(lab.collect())
+        # Through the collection hooks, as pytest collects a file: the terminal counts the
+        # items, and an error while collecting is a collection error.
+        session.ihook.pytest_collectstart(collector=lab)
+        report = lab.ihook.pytest_make_collect_report(collector=lab)
+        session.ihook.pytest_collectreport(report=report)
+        if report.passed:
+            items.extend(item for item in report.result if isinstance(item, pytest.Item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Place an n/a skip at the attacker's line of the topology, not at this plugin's `skip()`."""
+    report = yield
+    if isinstance(item, AuditItem) and report.skipped and isinstance(report.longrepr, tuple):
+        line = item.location[1]
+        report.longrepr = (str(item.path), None if line is None else line + 1, report.longrepr[2])
+    return report
 
 
 class AuditCollector(pytest.Collector):
@@ -153,9 +169,21 @@ class AuditItem(pytest.Item):
         case = lab.cases[(self.attack, self.position)]
         self.user_properties.append(("vlab-verdict", case.verdict))
         if case.verdict in lab.settings.fail_on:
-            pytest.fail(f"{headline(case)}\n{details(case)}", pytrace=False)
+            pytest.fail(details(case), pytrace=False)
         if case.verdict == "n/a":
-            pytest.skip(f"n/a: {case.detail}")
+            pytest.skip(f"n/a: {self.attack} from {self.position}: {case.detail}")
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
+        """The topology file, at the attacker's adapter (0-based, as pytest counts)."""
+        line = _adapter_line(cast(AuditCollector, self.parent).topology, self.position)
+        return self.path, None if line is None else line - 1, self.name
+
+
+def _adapter_line(topology: TopologyConfig, endpoint: str) -> int | None:
+    """The line where a VM's or a machine's adapter is defined (None for a dict-made topology)."""
+    node, _, port = endpoint.partition(".")
+    machines = [host.vms for host in topology.hosts.values()] + [topology.endpoints]
+    for nodes in machines:
+        if node in nodes and port in nodes[node].adapters:
+            return nodes[node].adapters[port].line
+    return None
