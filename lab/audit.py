@@ -36,6 +36,23 @@ class AuditError(VlabError):
     pass
 
 
+FINDINGS: tuple[str, ...] = ("leaked", "exposed")  # the verdicts a run may fail on
+DEFAULT_FAIL_ON = FINDINGS
+
+def parse_fail_on(text: str | Sequence[str], option: str = "fail-on") -> tuple[str, ...]:
+    """The verdicts that fail a run, from a comma list ("leaked,exposed") or a sequence.
+
+    Only findings can fail a run (as in `vlab audit --fail-on`): `n/a` is always a skip and
+    `contained` always a pass, so every consumer of a report reads it the same way.
+    """
+    words = text.split(",") if isinstance(text, str) else list(text)
+    chosen = tuple(dict.fromkeys(w.strip() for w in words if w.strip()))
+    for word in chosen:
+        if word not in FINDINGS:
+            raise AuditError(f"{option} takes {' and/or '.join(FINDINGS)}, not {word!r}")
+    return chosen
+
+
 @dataclass(frozen=True)
 class Case:
     attack: str

@@ -292,15 +292,12 @@ _CELL = {"contained": "[green]·[/]", "leaked": "[bold white on red]LEAK[/]",
 def cmd_audit(args, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from lab.audit import run_audit, total_cases
+    from lab.audit import parse_fail_on, run_audit, total_cases
     from lab.topology import load_topology
 
     config = load_topology(bundled.resolve(args.lab))
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
-    fail_on = [v.strip() for v in args.fail_on.split(",") if v.strip()]
-    for verdict in fail_on:
-        if verdict not in ("leaked", "exposed"):
-            raise UserError(f"--fail-on takes leaked and/or exposed, not {verdict!r}")
+    fail_on = parse_fail_on(args.fail_on, option="--fail-on")
     quiet = args.json == "-"
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -14,27 +14,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.audit import VERDICTS, AuditError, AuditReport, Case
-
-FINDINGS: tuple[str, ...] = ("leaked", "exposed")  # the verdicts a run may fail on
-DEFAULT_FAIL_ON = FINDINGS
+from lab.audit import DEFAULT_FAIL_ON, FINDINGS, VERDICTS, AuditReport, Case, parse_fail_on
 
 # Characters XML 1.0 cannot carry at all; ElementTree would write them and make the file unreadable.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def parse_fail_on(text: str | Sequence[str]) -> tuple[str, ...]:
-    """The verdicts that fail a run, from a comma list ("leaked,exposed") or a sequence.
-
-    Only findings can fail a run (as in `vlab audit --fail-on`): `n/a` is always a skip and
-    `contained` always a pass, so every consumer of a report reads it the same way.
-    """
-    words = text.split(",") if isinstance(text, str) else list(text)
-    chosen = tuple(dict.fromkeys(w.strip() for w in words if w.strip()))
-    for word in chosen:
-        if word not in FINDINGS:
-            raise AuditError(f"fail-on takes {' and/or '.join(FINDINGS)}, not {word!r}")
-    return chosen
 
 
 def junit_xml(report: AuditReport, fail_on: Sequence[str] = DEFAULT_FAIL_ON) -> str:
@@ -93,7 +76,7 @@ def headline(case: Case) -> str:
 
 
 def details(case: Case) -> str:
-    """What happened, and for a finding where its capture is; under the headline, it says it all."""
+    """The headline, what happened, and for a finding where its capture is: the whole story."""
     lines = [headline(case), f"{case.attack} from {case.position}: {case.detail}"]
     if case.verdict in FINDINGS:
         lines.append(f"evidence: {case.evidence or 'none (no pcap dir given)'}")

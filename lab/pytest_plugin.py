@@ -20,9 +20,9 @@ from typing import Any, cast
 import pytest
 
 from lab.attacks import by_name, positions
-from lab.audit import PROFILES, Case, run_audit
+from lab.audit import DEFAULT_FAIL_ON, PROFILES, Case, parse_fail_on, run_audit
 from lab.bundled import resolve
-from lab.junit import DEFAULT_FAIL_ON, details, parse_fail_on
+from lab.junit import details
 from lab.topology import TopologyConfig, load_topology
 from vswitch.errors import VlabError
 
@@ -68,10 +68,7 @@ def _settings(config: pytest.Config) -> Settings:
     profile = config.getoption("vlab_profile")
     if profile not in PROFILES:
         raise VlabError(f"--vlab-profile: unknown profile {profile!r} (one of {', '.join(PROFILES)})")
-    try:
-        fail_on = parse_fail_on(config.getoption("vlab_fail_on"))
-    except VlabError as exc:
-        raise VlabError(f"--vlab-fail-on: {exc}") from None
+    fail_on = parse_fail_on(config.getoption("vlab_fail_on"), option="--vlab-fail-on")
     labs: dict[str, tuple[Path, TopologyConfig]] = {}
     for name in config.getoption("vlab_topology"):
         try:

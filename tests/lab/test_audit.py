@@ -140,3 +140,14 @@ def test_vlab_audit_json_to_stdout(capsys):
 def test_vlab_audit_refuses_an_unknown_target(capsys):
     assert main(["audit", "--target", "cisco"]) == 2
     assert "unknown target 'cisco'" in capsys.readouterr().err
+
+
+def test_vlab_audit_writes_junit_that_parses(capsys, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    path = tmp_path / "audit.xml"
+    main(["audit", "two-hosts", "--junit", str(path), "--attack", "switch-spoofing"])
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite.get("tests") == "10" and suite.get("failures") == "1"
+    [failed] = [t for t in suite.iter("testcase") if t.find("failure") is not None]
+    assert failed.get("name") == "kiosk.eth0"
