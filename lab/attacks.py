@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from lab.reachability import SEG_SWITCH, Reachability
+from lab.reachability import SEG_SWITCH, Reachability, lab_vlans
 from lab.targets import Target, TargetRun
 from lab.topology import SecurityConfig, SwitchPortConfig, TopologyConfig
 
@@ -60,27 +60,6 @@ def positions(config: TopologyConfig) -> dict[str, Position]:
             found[eid] = Position(eid, "machine", adapter.mac, switch_port=port if port_config else None,
                                   port_config=port_config)
     return dict(sorted(found.items()))
-
-
-def lab_vlans(config: TopologyConfig) -> list[int]:
-    """Every VLAN id the configuration names anywhere: the VLANs worth trying to reach."""
-    vlans: set[int] = set()
-    for host in config.hosts.values():
-        for vswitch in host.vswitches.values():
-            for group in vswitch.portgroups.values():
-                if 1 <= group.vlan <= 4094:
-                    vlans.add(group.vlan)
-                vlans.update(group.trunk or ())
-        for vm in host.vms.values():
-            for adapter in vm.adapters.values():
-                vlans.update(adapter.vlans)
-    for switch in config.switches.values():
-        for port in switch.ports.values():
-            vlans.update({port.vlan, port.native_vlan} | set(port.allowed or ()))
-    for machine in config.endpoints.values():
-        for adapter in machine.adapters.values():
-            vlans.update(adapter.vlans)
-    return sorted(vlans) or [1]
 
 
 @dataclass

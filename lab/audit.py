@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.attacks import Attack, Context, by_name, lab_vlans, positions
-from lab.reachability import analyse
+from lab.attacks import Attack, Context, by_name, positions
+from lab.reachability import analyse, lab_vlans
 from lab.targets import ModelTarget, Target
 from lab.topology import SecurityConfig, TopologyConfig
 from vswitch.errors import VlabError
@@ -133,7 +133,7 @@ def run_audit(config: TopologyConfig, *, targets: Sequence[str] = ("model",),
     except KeyError as exc:
         raise AuditError(f"no attack {exc.args[0]!r} in the catalogue") from None
     report = AuditReport(config.name, list(targets), profile)
-    vlans = lab_vlans(config)
+    vlans = list(lab_vlans(config)) or [1]
     for target_name in targets:
         target = target_factory(target_name, config)
         for attack in catalogue:

@@ -27,6 +27,7 @@ from host.adapter import WiredAdapter
 from lab.topology import PhysicalSwitchConfig, SwitchPortConfig
 from vswitch.errors import ConfigError
 from vswitch.frame import ETH_HEADER, TAG_LEN, VID_MAX, mac_str, tag_bytes
+from vswitch.units.vlan import format_vlans
 
 NS_PER_S = 1_000_000_000
 _TPID_8021Q = b"\x81\x00"
@@ -118,27 +119,10 @@ class TrunkMode:
         return data[:12] + tag_bytes(vlan, pcp) + data[12:]
 
     def describe(self) -> str:
-        return f"trunk native {self.native} allowed {_vlan_ranges(self.allowed)}"
+        return f"trunk native {self.native} allowed {format_vlans(self.allowed)}"
 
 
 PortMode = AccessMode | TrunkMode
-
-
-def _vlan_ranges(vlans: frozenset[int] | None) -> str:
-    if vlans is None:
-        return "all"
-    if not vlans:
-        return "none"
-    parts, ordered = [], sorted(vlans)
-    start = prev = ordered[0]
-    for vlan in ordered[1:] + [None]:
-        if vlan is not None and vlan == prev + 1:
-            prev = vlan
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if vlan is not None:
-            start = prev = vlan
-    return ",".join(parts)
 
 
 # --------------------------------------------------------------------------- DTP

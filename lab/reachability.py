@@ -64,6 +64,7 @@ from lab.topology import (
     TopologyConfig,
 )
 from vswitch.errors import VlabError
+from vswitch.units.vlan import format_vlans
 
 # Segment kinds (node attribute `segment_kind`).
 SEG_VSWITCH = "vswitch"
@@ -129,29 +130,11 @@ def _segment_key(graph: networkx.Graph, segment: str) -> tuple[int, str, int]:
     return (_KIND_RANK[data["segment_kind"]], data["owner"], -1 if vlan is None else vlan)
 
 
-def _vlan_text(vlans: Iterable[int] | None) -> str:
-    if vlans is None:
-        return "all"
-    ordered = sorted(vlans)
-    if not ordered:
-        return "none"
-    parts: list[str] = []
-    start = prev = ordered[0]
-    for vlan in ordered[1:] + [None]:
-        if vlan is not None and vlan == prev + 1:
-            prev = vlan
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if vlan is not None:
-            start = prev = vlan
-    return ",".join(parts)
-
-
 def _portgroup_text(pg: PortGroupConfig) -> str:
     if pg.vlan == VLAN_EST:
         return f"port group {pg.name} (EST)"
     if pg.vlan == VLAN_VGT:
-        return f"port group {pg.name} (VGT, trunk {_vlan_text(pg.trunk)})"
+        return f"port group {pg.name} (VGT, trunk {format_vlans(pg.trunk)})"
     return f"port group {pg.name} (VST vlan {pg.vlan})"
 
 
@@ -199,7 +182,7 @@ class _Builder:
     def __init__(self, config: TopologyConfig) -> None:
         self.config = config
         self.kinds = config.endpoint_kinds()
-        self.lab_vlans = _lab_vlans(config)
+        self.lab_vlans = lab_vlans(config)
         self.graph = networkx.Graph(lab=config.name, vlans=list(self.lab_vlans), guests={})
         self.ends: dict[str, _End] = {}  # pnic and switch port ids -> their cable end
         self.vswitch_of_pnic: dict[str, tuple[str, str]] = {}
@@ -429,13 +412,13 @@ def _machine_segment(cabled: Any, encoding: Encoding) -> str | None:
 
 def _port_text(port: SwitchPortConfig) -> str:
     if port.mode == "trunk":
-        return f"trunk native {port.native_vlan} allowed {_vlan_text(port.allowed)}"
+        return f"trunk native {port.native_vlan} allowed {format_vlans(port.allowed)}"
     if port.mode == "access":
         return f"access vlan {port.vlan}"
     return f"{port.mode} (operational access vlan {port.vlan})"
 
 
-def _lab_vlans(config: TopologyConfig) -> tuple[int, ...]:
+def lab_vlans(config: TopologyConfig) -> tuple[int, ...]:
     """Every VLAN id the configuration names: what "all VLANs" is materialised as."""
     vlans: set[int] = set()
     for host in config.hosts.values():

@@ -7,6 +7,8 @@ Uplinks are trunks with no native VLAN. See the behaviour table in `vswitch/SEMA
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from vswitch.frame import TPID_BYTES, VID_RESERVED, Frame, tag_bytes
 from vswitch.unit import Unit
 
@@ -203,18 +205,19 @@ class TrunkEgress(Unit):
         return None
 
 
-def format_vlans(vlans: frozenset[int]) -> str:
-    """'1-4094' or '10,20-29': VLAN sets the way switch configurations write them."""
-    if not vlans:
-        return "none"
+def format_vlans(vlans: Iterable[int] | None) -> str:
+    """'1-4094' or '10,20-29': VLAN sets the way switch configurations write them (None: all)."""
+    if vlans is None:
+        return "all"
     ordered = sorted(vlans)
+    if not ordered:
+        return "none"
     runs: list[str] = []
     start = prev = ordered[0]
-    for v in ordered[1:] + [None]:  # type: ignore[operator]
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        runs.append(str(start) if start == prev else f"{start}-{prev}")
-        if v is not None:
-            start = prev = v
+    for v in ordered[1:]:
+        if v != prev + 1:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = v
+        prev = v
+    runs.append(str(start) if start == prev else f"{start}-{prev}")
     return ",".join(runs)
