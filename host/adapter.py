@@ -39,7 +39,7 @@ class VirtualAdapter:
         self.promiscuous = False
         self.port: Port | None = None
         self.observer: WireObserver | None = None
-        self._receiver = receiver
+        self.receiver = receiver
 
     def attach(self, port: Port) -> None:
         """Connect to a port (power-on): from now on the port delivers here."""
@@ -66,7 +66,7 @@ class VirtualAdapter:
     def _deliver(self, frames: Sequence[bytes]) -> None:
         if self.observer is not None:
             self.observer.on_received(self.endpoint_id, frames)
-        self._receiver.receive(self, frames)
+        self.receiver.receive(self, frames)
 
     # -- what the guest may ask of its port ------------------------------------------------------
 
