@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,6 +98,19 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--pcap-dir", metavar="DIR", help="one evidence pcapng per finding")
     audit.add_argument("--fail-on", default="leaked,exposed", metavar="V",
                        help="verdicts that make the exit status 1 (default: leaked,exposed)")
+
+    live = sub.add_parser("live", help="run the lab in real time with endpoints bridged to Linux taps",
+                          description="Run the lab in real time with endpoints bridged to taps "
+                                      "(root). Prints 'ready' once attached; stops on SIGINT/SIGTERM.")
+    live.add_argument("lab", nargs="?", default=bundled.DEFAULT_LAB,
+                      help=f"topology file or bundled example (default: {bundled.DEFAULT_LAB})")
+    live.add_argument("--tap", action="append", default=[], metavar="EP=IFNAME",
+                      help="bridge endpoint EP to tap IFNAME (created if absent)")
+    live.add_argument("--netns", action="append", default=[], metavar="EP",
+                      help="a namespace <lab>-<node> with a tap named after the port: a real kernel is EP")
+    live.add_argument("--pcap-dir", metavar="DIR", help="write the captures there on exit")
+    live.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    live.add_argument("--json", action="store_true", help="print the final counters as JSON")
 
     lab_command("pingall", "ping every guest pair; compare with the static isolation analysis")
     graph = lab_command("graph", "the static L2 isolation analysis: which endpoints share a broadcast domain")
@@ -354,6 +368,58 @@ def _print_audit(console: Console, report) -> None:
     console.print(f"{len(report.cases)} cases: {summary}")
 
 
+# -- live -------------------------------------------------------------------------------------
+
+def cmd_live(args, console: Console) -> int:
+    import signal
+
+    from rich.live import Live
+
+    from lab.live import LiveLab
+
+    taps = {}
+    for item in args.tap:
+        endpoint, sep, ifname = item.partition("=")
+        if not sep or not endpoint or not ifname:
+            raise UserError(f"--tap {item!r}: write it as EP=IFNAME")
+        taps[endpoint] = ifname
+    if not taps and not args.netns:
+        raise UserError("nothing to bridge: give --tap EP=IFNAME or --netns EP")
+    if os.geteuid() != 0:
+        raise UserError("vlab live needs root (taps and namespaces)")
+    lab = _load(args)
+    stop = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.append(True))
+    with LiveLab(lab, taps=taps, namespaces=args.netns) as live:
+        print("ready", flush=True)
+        if console.is_terminal and not args.json:
+            with Live(_live_table(live), console=console, refresh_per_second=2) as view:
+                live.run(args.duration, should_stop=lambda: bool(stop),
+                         on_tick=lambda: view.update(_live_table(live)))
+        else:
+            live.run(args.duration, should_stop=lambda: bool(stop))
+        stats = live.stats()
+    paths = lab.write_captures(args.pcap_dir) if args.pcap_dir else []
+    if args.json:
+        _emit_json({"lab": lab.name, "endpoints": stats, "captures": [str(p) for p in paths]})
+    elif paths:
+        console.print(f"captures: {paths[0]} and {len(paths) - 1} per-endpoint pcaps")
+    return EXIT_OK
+
+
+def _live_table(live) -> Table:
+    table = Table(title=f"lab {live.lab.name}, live", title_justify="left")
+    for column in ("endpoint", "tap", "namespace", "from kernel", "to kernel", "queue full", "drops"):
+        table.add_column(column)
+    for row in live.stats():
+        drops = ", ".join(f"{k} {v}" for k, v in sorted(row["drops"].items())) or "-"
+        table.add_row(row["endpoint"], row["tap"] + ("" if row["up"] else " (gone)"),
+                      row["namespace"] or "-", str(row["from_kernel"]), str(row["to_kernel"]),
+                      str(row["queue_full"]), drops)
+    return table
+
+
 # -- pingall and graph -----------------------------------------------------------------------
 
 def cmd_pingall(args, console: Console) -> int:
@@ -462,7 +528,7 @@ class _nothing:
 
 
 COMMANDS = {"check": cmd_check, "inject": cmd_inject, "trace": cmd_trace, "pingall": cmd_pingall,
-            "audit": cmd_audit,
+            "audit": cmd_audit, "live": cmd_live,
             "graph": cmd_graph,
             "examples": cmd_examples, "bench": cmd_bench}
 
