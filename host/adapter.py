@@ -50,10 +50,16 @@ class VirtualAdapter:
         """One frame from the guest; `offload` carries a virtio-net header's promises."""
         if offload is None:
             self.transmit_batch((bytes(frame),))
-        elif self.port is not None:
-            if self.observer is not None:
-                self.observer.on_sent(self.endpoint_id, (bytes(frame),))
-            self.port.receive(frame, offload)
+        else:
+            self.transmit_offloaded(((bytes(frame), offload),))
+
+    def transmit_offloaded(self, pairs: Sequence[tuple[bytes, Offload | None]]) -> None:
+        """Frames with offload metadata (a guest with TSO and checksum offload, a tap)."""
+        if self.port is None:
+            return
+        if self.observer is not None:
+            self.observer.on_sent(self.endpoint_id, [data for data, _ in pairs])
+        self.port.receive_offloaded_batch(pairs)
 
     def transmit_batch(self, frames: Sequence[bytes]) -> None:
         """The guest sends: the frames go to the port, which copies them before deciding."""

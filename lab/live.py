@@ -126,9 +126,11 @@ class LiveLab:
                 ip.link("add", ifname=ifname, kind="tuntap", mode="tap")
                 self.created.taps.append(ifname)
                 self._save()
-        tap = Tap(ifname)
-        bridged = Bridged(endpoint, tap, ifname, namespace)
         thing = self.lab.endpoint(endpoint)
+        # a virtual adapter takes the kernel's offloads whole; a wire cannot, so the kernel
+        # finishes checksums and segments for the taps of physical adapters itself
+        tap = Tap(ifname, vnet_hdr=isinstance(thing, VirtualAdapter))
+        bridged = Bridged(endpoint, tap, ifname, namespace)
         if namespace is not None:
             self._into_namespace(bridged, thing)
         else:
@@ -165,6 +167,10 @@ class LiveLab:
         sink = _TapSink(self, bridged)
         if isinstance(thing, VirtualAdapter):
             thing.receiver = sink
+            port = thing.port
+            port.accepts_offload = True
+            port.offload_output = lambda frames, offload, b=bridged: self._write(b, frames, offload)
+            port.rebuild()  # no offload completion on its egress any more
         elif isinstance(thing, EndpointAdapter):
             thing.guest = sink
         else:  # a host's physical adapter: the tap is its cable
@@ -242,24 +248,18 @@ class LiveLab:
 
     def _inject(self, bridged: Bridged, batch: list) -> None:
         thing = self.lab.endpoint(bridged.endpoint)
-        plain = [data for data, offload in batch if offload is None]
-        if isinstance(thing, PhysicalAdapter):
+        if isinstance(thing, VirtualAdapter):
+            thing.transmit_offloaded(batch)
+        elif isinstance(thing, PhysicalAdapter):
             thing.receive_batch([data for data, _ in batch])
-            return
-        if plain and len(plain) == len(batch):
-            thing.transmit_batch(plain)
-            return
-        for data, offload in batch:
-            if offload is not None and isinstance(thing, VirtualAdapter):
-                thing.transmit(data, offload)
-            else:
-                thing.transmit_batch((data,))
+        else:
+            thing.transmit_batch([data for data, _ in batch])
 
-    def _write(self, bridged: Bridged, frames: Sequence[bytes]) -> None:
+    def _write(self, bridged: Bridged, frames: Sequence[bytes], offload=None) -> None:
         if not bridged.up:
             return
         try:
-            bridged.tap.write(frames)
+            bridged.tap.write(frames, offload)
         except TapError:
             self._vanished(bridged)
 

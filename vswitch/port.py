@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from copy import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -66,7 +66,8 @@ class Flow(list):
 
     def __init__(self, deliveries: tuple = (), drops: tuple = ()) -> None:
         super().__init__()
-        #: (port, transform from ingress bytes to egress bytes or None, length change)
+        #: (port, transform from ingress bytes to egress bytes or None, length change,
+        #:  offload metadata to hand on with the frames, for a port that takes it whole)
         self.deliveries = deliveries
         #: (port, unit, reason)
         self.drops = drops
@@ -84,8 +85,10 @@ class Port:
         self.portgroup = portgroup
         self.is_uplink = kind is PortKind.UPLINK
         self.link_up = True
-        #: True if what is behind `output` takes partial checksums and large segments whole
+        #: True if what is behind `output` takes partial checksums and large segments whole;
+        #: such frames then go to `offload_output` with their metadata
         self.accepts_offload = False
+        self.offload_output: Callable[[Sequence[bytes], Offload], None] | None = None
         self.output: Output | None = None
         self.counters = PortCounters()
         if self.is_uplink:
@@ -108,6 +111,7 @@ class Port:
         self._key_len = ETH_HEADER + TAG_LEN if self.vlan_mode in ("vgt", "trunk") else ETH_HEADER
         self._fast_max = switch.mtu + ETH_HEADER
         self._cache: dict[bytes, Flow] = {}
+        self._offload_cache: dict[tuple[bytes, Offload], Flow] = {}
         self.ingress: tuple[Unit, ...] = ()
         self.egress: tuple[Unit, ...] = ()
         self._cacheable = False
@@ -120,11 +124,12 @@ class Port:
 
         self.ingress, self.egress = build(self)
         self._cacheable = all(u.cacheable for u in self.ingress)
-        self._cache.clear()
+        self.forget()
 
     def forget(self) -> None:
         """Drop every cached decision: the switch's configuration changed."""
         self._cache.clear()
+        self._offload_cache.clear()
 
     def carries(self, vlan: int | None) -> bool:
         """Membership: does this port carry frames of that VLAN (None: the untagged domain)?"""
@@ -148,9 +153,38 @@ class Port:
         if offload is None:
             self.receive_batch((data,))
         else:
-            flow = self._classify(bytes(data), offload)
-            flow.append(bytes(data))
-            self._apply((flow,))
+            self.receive_offloaded_batch(((data, offload),))
+
+    def receive_offloaded_batch(self, pairs: Iterable[tuple[bytes, Offload | None]]) -> None:
+        """Frames with the offload metadata of a virtio-net header (a tap's), decided in one go.
+
+        Decisions are cached by header bytes and metadata together; a frame whose checksum or
+        segmentation had to be finished for some egress port is decided alone.
+        """
+        if not self.link_up:
+            self.receive_batch(data for data, _ in pairs)
+            return
+        touched: list[Flow] = []
+        mark = touched.append
+        plain, offloaded = self._cache.get, self._offload_cache.get
+        key_len, fast_max, tracer = self._key_len, self._fast_max, self.switch.tracer
+        for data, offload in pairs:
+            if type(data) is not bytes:
+                data = bytes(data)
+            if tracer is not None:
+                flow = self._classify(data, offload, tracer)
+            elif offload is None:
+                flow = plain(data[:key_len])
+                if flow is None or len(data) > fast_max:
+                    flow = self._classify(data)
+            else:
+                flow = offloaded((data[:key_len], offload))
+                if flow is None or (len(data) > fast_max and not offload.segments):
+                    flow = self._classify(data, offload)
+            if not flow:
+                mark(flow)
+            flow.append(data)
+        self._apply(touched)
 
     def receive_batch(self, frames: Iterable[bytes | bytearray | memoryview]) -> None:
         """Frames from the port's device into the switch, decided and delivered in one go.
@@ -196,14 +230,14 @@ class Port:
         # A port keyed on 14 bytes cannot cache what a tag decides (its VID, or its being cut
         # short): those bytes are not in its key. Longer frames are decided by their length.
         hidden_tag = self._key_len < ETH_HEADER + TAG_LEN and wire[12:14] in TPID_BYTES
-        cacheable = (self._cacheable and offload is None and not hidden_tag
-                     and len(wire) <= self._fast_max)
+        cacheable = (self._cacheable and not hidden_tag
+                     and (len(wire) <= self._fast_max or offload is not None and offload.segments))
         for unit in self.ingress:
             reason = unit(frame)
             if tracer is not None:
                 tracer.unit(self, "in", unit, frame, reason)
             if reason is not None:
-                return self._remember(wire, Flow((), ((self, unit, reason),)), cacheable)
+                return self._remember(wire, offload, Flow((), ((self, unit, reason),)), cacheable)
         lifted = frame.tag is not None
         deliveries, drops = [], []
         for port in frame.out:
@@ -218,20 +252,25 @@ class Port:
                     drops.append((port, unit, reason))
                     break
             else:
-                if f.segments is not None:
-                    deliveries.append((port, _resegment(f.segments, f.egress_tag), EXPANDS))
+                if f.segments is not None:  # finished here for this port: this frame's own
+                    deliveries.append((port, _resegment(f.segments, f.egress_tag), EXPANDS, None))
+                    cacheable = False
                 elif f.data is not frame.data:
-                    deliveries.append((port, _rewrite(f.data, f.egress_tag), EXPANDS))
+                    deliveries.append((port, _rewrite(f.data, f.egress_tag), EXPANDS, None))
+                    cacheable = False
                 else:
-                    deliveries.append((port, *_transform(lifted, f.egress_tag, wire)))
-        return self._remember(wire, Flow(tuple(deliveries), tuple(drops)), cacheable)
+                    transform, delta = _transform(lifted, f.egress_tag, wire)
+                    handed_on = _shifted(offload, delta) if port.accepts_offload else None
+                    deliveries.append((port, transform, delta, handed_on))
+        return self._remember(wire, offload, Flow(tuple(deliveries), tuple(drops)), cacheable)
 
-    def _remember(self, wire: bytes, flow: Flow, cacheable: bool) -> Flow:
+    def _remember(self, wire: bytes, offload: Offload | None, flow: Flow, cacheable: bool) -> Flow:
         if cacheable and self.switch.tracer is None:
-            cache = self._cache
+            key = wire[: self._key_len]
+            cache: dict = self._cache if offload is None else self._offload_cache
             if len(cache) >= CACHE_LIMIT:
                 cache.clear()
-            cache[wire[: self._key_len]] = flow
+            cache[key if offload is None else (key, offload)] = flow
         return flow
 
     def _apply(self, touched: Iterable[Flow]) -> None:
@@ -245,14 +284,14 @@ class Port:
             nbytes = sum(map(len, frames))
             rx_packets += n
             rx_bytes += nbytes
-            for port, transform, delta in flow.deliveries:
+            for port, transform, delta, offload in flow.deliveries:
                 if transform is None:
-                    port._emit(frames, n, nbytes)
+                    port._emit(frames, n, nbytes, offload)
                 elif delta is EXPANDS:
                     out = tuple(x for f in frames for x in transform(f))
                     port._emit(out, len(out), sum(map(len, out)))
                 else:
-                    port._emit(tuple(map(transform, frames)), n, nbytes + delta * n)
+                    port._emit(tuple(map(transform, frames)), n, nbytes + delta * n, offload)
             for port, unit, reason in flow.drops:
                 unit.dropped[reason] += n
                 port.counters.drops[reason] += n
@@ -262,11 +301,14 @@ class Port:
         counters.rx_packets += rx_packets
         counters.rx_bytes += rx_bytes
 
-    def _emit(self, frames: Sequence[bytes], n: int, nbytes: int) -> None:
+    def _emit(self, frames: Sequence[bytes], n: int, nbytes: int,
+              offload: Offload | None = None) -> None:
         c = self.counters
         c.tx_packets += n
         c.tx_bytes += nbytes
-        if self.output is not None:
+        if offload is not None and self.offload_output is not None:
+            self.offload_output(frames, offload)
+        elif self.output is not None:
             self.output(frames)
 
     # -- introspection -------------------------------------------------------------------------
@@ -303,6 +345,14 @@ def _resegment(segments: list[bytes], tag: bytes | None):
 def _rewrite(data: bytes, tag: bytes | None):
     out = (data if tag is None else data[:12] + tag + data[12:],)
     return lambda wire: out
+
+
+def _shifted(offload: Offload | None, delta: int) -> Offload | None:
+    """The metadata of a frame whose tag was put in (+4) or taken out (-4) on the way."""
+    if offload is None or not delta:
+        return offload
+    return replace(offload, csum_start=offload.csum_start + delta if offload.needs_csum else 0,
+                   hdr_len=offload.hdr_len + delta if offload.hdr_len else 0)
 
 
 def _transform(lifted: bool, tag: bytes | None, wire: bytes):
