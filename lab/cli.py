@@ -391,7 +391,7 @@ def cmd_live(args, console: Console) -> int:
     stop = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.append(True))
-    with LiveLab(lab, taps=taps, namespaces=args.netns) as live:
+    with LiveLab(lab, taps=taps, namespaces=args.netns, record=bool(args.pcap_dir)) as live:
         print("ready", flush=True)
         if console.is_terminal and not args.json:
             with Live(_live_table(live), console=console, refresh_per_second=2) as view:

@@ -114,6 +114,9 @@ class Lab:
         self._fate: Fate | None = None
         self._ingress_records: dict[tuple[str, bytes], int] = {}
         self._tracer: Tracer | None = None
+        #: captures, fates and received frames are kept (a live run without --pcap-dir keeps
+        #: nothing: it would hold every frame of real traffic in memory)
+        self.recording = True
 
     # -- building ---------------------------------------------------------------------------
 
@@ -406,10 +409,14 @@ class Lab:
 
     def on_sent(self, endpoint: str, frames: Sequence[bytes]) -> None:
         """An endpoint put frames on its wire (a guest into its port, a NIC onto a cable)."""
+        if not self.recording:
+            return
         self._seen(endpoint, frames, "out", into_switch=endpoint in self._virtual)
 
     def on_received(self, endpoint: str, frames: Sequence[bytes]) -> None:
         """Frames arrived at an endpoint: delivered there, or (at a pnic) into its host."""
+        if not self.recording:
+            return
         self._seen(endpoint, frames, "in", into_switch=endpoint in self._wire_ins)
         if endpoint in self._deliverable:
             self._received.setdefault(endpoint, []).extend(frames)
@@ -429,6 +436,8 @@ class Lab:
 
     def on_dropped(self, ingress: Port, at: Port, frames: tuple[bytes, ...], reason: str) -> None:
         """A switch dropped frames: comment their ingress record, add to their fate."""
+        if not self.recording:
+            return
         comment = f"drop: {reason}" if at is ingress else f"drop: {reason} at {at.name}"
         for data in frames:
             index = self._ingress_records.get((ingress.name, data))

@@ -76,8 +76,10 @@ class LiveLab:
     """A lab running in real time with some endpoints bridged to taps (a context manager)."""
 
     def __init__(self, lab: Lab, taps: Mapping[str, str] | None = None,
-                 namespaces: Sequence[str] = (), state_dir: Path = STATE_DIR) -> None:
+                 namespaces: Sequence[str] = (), state_dir: Path = STATE_DIR,
+                 record: bool = True) -> None:
         self.lab = lab
+        lab.recording = record  # captures of real traffic only when they are asked for
         self._tap_names = dict(taps or {})
         self._netns = list(namespaces)
         for endpoint in list(self._tap_names) + self._netns:
