@@ -49,6 +49,7 @@ class Bridged:
     ifname: str  # the tap's name where it lives (in its namespace, the port name)
     namespace: str | None = None
     up: bool = True
+    inject: Callable[[list], None] = lambda batch: None
 
 
 @dataclass
@@ -77,8 +78,9 @@ class LiveLab:
 
     def __init__(self, lab: Lab, taps: Mapping[str, str] | None = None,
                  namespaces: Sequence[str] = (), state_dir: Path = STATE_DIR,
-                 record: bool = True) -> None:
+                 record: bool = True, offloads: bool = True) -> None:
         self.lab = lab
+        self.offloads = offloads
         lab.recording = record  # captures of real traffic only when they are asked for
         self._tap_names = dict(taps or {})
         self._netns = list(namespaces)
@@ -131,7 +133,7 @@ class LiveLab:
         thing = self.lab.endpoint(endpoint)
         # a virtual adapter takes the kernel's offloads whole; a wire cannot, so the kernel
         # finishes checksums and segments for the taps of physical adapters itself
-        tap = Tap(ifname, vnet_hdr=isinstance(thing, VirtualAdapter))
+        tap = Tap(ifname, vnet_hdr=self.offloads and isinstance(thing, VirtualAdapter))
         bridged = Bridged(endpoint, tap, ifname, namespace)
         if namespace is not None:
             self._into_namespace(bridged, thing)
@@ -166,11 +168,14 @@ class LiveLab:
         bridged.ifname = port
 
     def _attach(self, bridged: Bridged, thing: Any) -> None:
+        bridged.inject = self._injector(thing)
+        if not self.lab.recording:
+            thing.observer = None  # nothing to record: not even a call per frame
         sink = _TapSink(self, bridged)
         if isinstance(thing, VirtualAdapter):
             thing.receiver = sink
             port = thing.port
-            port.accepts_offload = True
+            port.accepts_offload = bridged.tap.vnet_hdr
             port.offload_output = lambda frames, offload, b=bridged: self._write(b, frames, offload)
             port.rebuild()  # no offload completion on its egress any more
         elif isinstance(thing, EndpointAdapter):
@@ -243,19 +248,19 @@ class LiveLab:
             if not batch:
                 continue
             self.now()
-            self._inject(bridged, batch)
+            bridged.inject(batch)
             handled += len(batch)
-        self.lab.run()
+        if not self.lab.loop.idle:
+            self.lab.run()
         return handled
 
-    def _inject(self, bridged: Bridged, batch: list) -> None:
-        thing = self.lab.endpoint(bridged.endpoint)
+    def _injector(self, thing: Any) -> Callable[[list], None]:
+        """How a batch read from the kernel enters the lab at this endpoint."""
         if isinstance(thing, VirtualAdapter):
-            thing.transmit_offloaded(batch)
-        elif isinstance(thing, PhysicalAdapter):
-            thing.receive_batch([data for data, _ in batch])
-        else:
-            thing.transmit_batch([data for data, _ in batch])
+            return thing.transmit_offloaded
+        if isinstance(thing, PhysicalAdapter):
+            return lambda batch: thing.receive_batch([data for data, _ in batch])
+        return lambda batch: thing.transmit_batch([data for data, _ in batch])
 
     def _write(self, bridged: Bridged, frames: Sequence[bytes], offload=None) -> None:
         if not bridged.up:
