@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="throughput of the frame path against a baseline")
     bench.add_argument("--seconds", type=float, default=3.0, help="measuring time (default 3)")
+    bench.add_argument("--live", action="store_true",
+                       help="real kernels in two namespaces: ping, iperf3 TCP and small-frame rate "
+                            "through this switch (with and without offloads), Open vSwitch, the "
+                            "Linux bridge and a bare Python relay (root)")
     bench.add_argument("--json", action="store_true")
     return parser
 
@@ -501,6 +505,8 @@ def cmd_bench(args, console: Console) -> int:
 
     if args.seconds <= 0:
         raise UserError("--seconds must be positive")
+    if args.live:
+        return _bench_live(args, console)
     with console.status("measuring...") if not args.json else _nothing():
         result = run(seconds=args.seconds)
     if args.json:
@@ -516,6 +522,35 @@ def cmd_bench(args, console: Console) -> int:
     table.add_row("(c) baseline: dict lookup + append", f"{result.baseline_fps:,.0f}")
     console.print(table)
     console.print(f"ratio (a)/(c): {result.ratio:.2f}   python {result.python}, {result.machine}")
+    return EXIT_OK
+
+
+def _bench_live(args, console: Console) -> int:
+    from lab import livebench
+
+    with console.status("measuring (a minute or two)...") if not args.json else _nothing():
+        result = livebench.run(seconds=args.seconds)
+    ratios = result.ratios()
+    if args.json:
+        doc = result.as_dict()
+        doc["ratios"] = ratios
+        _emit_json(doc)
+        return EXIT_OK
+    table = Table(title="between two namespace guests", title_justify="left")
+    for column in ("through", "ping RTT (ms)", "iperf3 TCP (Gbit/s)", "60-byte frames/s",
+                   "TCP / relay", "TCP / OVS", "frames / relay"):
+        table.add_column(column, justify="right" if column != "through" else "left")
+
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    for c in result.columns:
+        r = ratios.get(c.name, {})
+        table.add_row(c.name + (f"\n[dim]{c.note}[/]" if c.note else ""), fmt(c.rtt_ms, ".3f"),
+                      fmt(c.tcp_gbps, ".2f"), fmt(c.small_pps, ",.0f"), fmt(r.get("tcp_vs_relay"), ".2f"),
+                      fmt(r.get("tcp_vs_ovs"), ".2f"), fmt(r.get("frames_vs_relay"), ".2f"))
+    console.print(table)
+    console.print(f"python {result.python}, {result.machine}")
     return EXIT_OK
 
 

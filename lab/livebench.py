@@ -29,6 +29,8 @@ from vswitch.errors import VlabError
 from vswitch.tap import Tap
 
 NS_A, NS_B = "vlab-bench-a", "vlab-bench-b"
+SWITCH, SWITCH_NO_OFFLOAD = "(a) vswitch-lab, offloads", "(b) vswitch-lab, no offloads"
+OVS, BRIDGE, RELAY = "(c) Open vSwitch userspace", "(d) Linux bridge", "(e) bare Python relay, offloads"
 IP_A, IP_B = "198.18.1.1", "198.18.1.2"
 MAC_A, MAC_B = "00:50:56:00:01:01", "00:50:56:00:01:02"
 
@@ -124,7 +126,7 @@ def switch_column(offloads: bool, seconds: float) -> Column:
             rtt, tcp, pps = measure(seconds)
         finally:
             halt()
-    return Column("vswitch-lab, offloads" if offloads else "vswitch-lab, no offloads", rtt, tcp, pps)
+    return Column(SWITCH if offloads else SWITCH_NO_OFFLOAD, rtt, tcp, pps)
 
 
 def relay_column(seconds: float) -> Column:
@@ -163,7 +165,7 @@ def relay_column(seconds: float) -> Column:
                 for name in names:
                     for index in ip.link_lookup(ifname=name):
                         ip.link("del", index=index)
-    return Column("bare Python relay, offloads", rtt, tcp, pps)
+    return Column(RELAY, rtt, tcp, pps)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,18 @@ class LiveBench:
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
+
+    def ratios(self) -> dict[str, dict[str, float | None]]:
+        """Each column's TCP and small-frame figures over the relay's (e) and OVS's (c)."""
+        relay, ovs = self.column(RELAY), self.column(OVS)
+
+        def over(a: float | None, b: float | None) -> float | None:
+            return a / b if a and b else None
+
+        return {c.name: {"tcp_vs_relay": over(c.tcp_gbps, relay and relay.tcp_gbps),
+                         "tcp_vs_ovs": over(c.tcp_gbps, ovs and ovs.tcp_gbps),
+                         "frames_vs_relay": over(c.small_pps, relay and relay.small_pps)}
+                for c in self.columns}
 
     def as_dict(self) -> dict:
         return {"columns": [asdict(c) for c in self.columns], "python": self.python,
@@ -200,7 +214,50 @@ def run(seconds: float = 3.0, candidates: dict[str, Callable[[float], Column]] |
 
 def default_candidates() -> dict[str, Callable[[float], Column]]:
     return {
-        "vswitch-lab, offloads": lambda s: switch_column(True, s),
-        "vswitch-lab, no offloads": lambda s: switch_column(False, s),
-        "bare Python relay, offloads": relay_column,
+        SWITCH: lambda s: switch_column(True, s),
+        SWITCH_NO_OFFLOAD: lambda s: switch_column(False, s),
+        OVS: ovs_column,
+        BRIDGE: bridge_column,
+        RELAY: relay_column,
     }
+
+
+def ovs_column(seconds: float) -> Column:
+    raise VlabError("Open vSwitch column not wired yet")
+
+
+@contextlib.contextmanager
+def _veth_guests(prefix: str) -> Iterator[list[str]]:
+    """The two guests on veths; yields the host-side ends (`<prefix>a`, `<prefix>b`)."""
+    ends = [f"{prefix}a", f"{prefix}b"]
+    with _guests():
+        try:
+            with IPRoute() as ip:
+                for end, ns, mac, addr in zip(ends, (NS_A, NS_B), (MAC_A, MAC_B), (IP_A, IP_B)):
+                    ip.link("add", ifname=end, kind="veth", peer={"ifname": "eth0", "net_ns_fd": ns})
+                    ip.link("set", index=ip.link_lookup(ifname=end)[0], state="up")
+                    _configure(ns, "eth0", mac, addr)
+            yield ends
+        finally:
+            with IPRoute() as ip:
+                for end in ends:
+                    for index in ip.link_lookup(ifname=end):
+                        ip.link("del", index=index)
+
+
+def bridge_column(seconds: float) -> Column:
+    """(d): the Linux bridge (a plain learning bridge here: no VLAN filtering in this kernel)."""
+    bridge = "vlabbench0"
+    with _veth_guests("vlabbv") as ends:
+        with IPRoute() as ip:
+            ip.link("add", ifname=bridge, kind="bridge")
+            try:
+                index = ip.link_lookup(ifname=bridge)[0]
+                for end in ends:
+                    ip.link("set", index=ip.link_lookup(ifname=end)[0], master=index)
+                ip.link("set", index=index, state="up")
+                rtt, tcp, pps = measure(seconds)
+            finally:
+                for index in ip.link_lookup(ifname=bridge):
+                    ip.link("del", index=index)
+    return Column(BRIDGE, rtt, tcp, pps)
