@@ -34,6 +34,8 @@ from vswitch.errors import VlabError
 from vswitch.tap import Tap, TapError
 
 STATE_DIR = Path("/run/vlab")
+#: How often the guests' interfaces are looked at for a changed MAC, in seconds.
+WATCH_INTERVAL = 0.5
 
 
 class LiveError(VlabError):
@@ -50,6 +52,7 @@ class Bridged:
     namespace: str | None = None
     up: bool = True
     inject: Callable[[list], None] = lambda batch: None
+    mac: str | None = None  # the MAC the guest's interface had when last looked at
 
 
 @dataclass
@@ -122,7 +125,12 @@ class LiveLab:
         return f"{self.lab.name}-{endpoint.split('.')[0]}"
 
     def _tmp_name(self, endpoint: str) -> str:
-        return f"vlt{os.getpid() % 100000}{len(self.created.taps)}"[:15]
+        """A free name for a tap that will be renamed inside its namespace."""
+        with IPRoute() as ip:
+            while True:
+                name = f"vlt{os.urandom(4).hex()}"
+                if not ip.link_lookup(ifname=name):
+                    return name
 
     def _bridge(self, endpoint: str, ifname: str, namespace: str | None) -> None:
         with IPRoute() as ip:
@@ -166,6 +174,24 @@ class LiveLab:
                 nsip.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
             nsip.link("set", index=index, state="up")
         bridged.ifname = port
+        bridged.mac = _mac(thing.mac)
+
+    def watch_guests(self) -> None:
+        """A guest in a namespace changed its MAC (`ip link set dev eth0 address ...`): tell
+        the port, through the adapter's control channel, as the guest's driver would."""
+        for bridged in self.bridged:
+            thing = self.lab.endpoint(bridged.endpoint)
+            if bridged.namespace is None or not bridged.up or not isinstance(thing, VirtualAdapter):
+                continue
+            try:
+                with NetNS(bridged.namespace) as nsip:
+                    [link] = nsip.get_links(nsip.link_lookup(ifname=bridged.ifname)[0])
+                    mac = link.get_attr("IFLA_ADDRESS")
+            except Exception:  # a namespace or device that went away: the tap read says so
+                continue
+            if mac and mac != bridged.mac:
+                bridged.mac = mac
+                thing.set_mac(mac)
 
     def _attach(self, bridged: Bridged, thing: Any) -> None:
         bridged.inject = self._injector(thing)
@@ -285,12 +311,16 @@ class LiveLab:
     def run(self, duration: float | None = None, should_stop: Callable[[], bool] = lambda: False,
             on_tick: Callable[[], None] | None = None, tick: float = 1.0) -> None:
         deadline = None if duration is None else time.monotonic() + duration
-        next_tick = time.monotonic() + tick
+        next_tick = next_watch = time.monotonic()
         while not should_stop() and (deadline is None or time.monotonic() < deadline):
             self.poll(0.05)
-            if on_tick is not None and time.monotonic() >= next_tick:
+            now = time.monotonic()
+            if now >= next_watch:
+                self.watch_guests()
+                next_watch = now + WATCH_INTERVAL
+            if on_tick is not None and now >= next_tick:
                 on_tick()
-                next_tick += tick
+                next_tick = now + tick
 
     def stats(self) -> list[dict]:
         rows = []
