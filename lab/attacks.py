@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from lab.reachability import SEG_SWITCH, Reachability, lab_vlans
+from lab.reachability import SEG_SWITCH, Reachability
 from lab.targets import Target, TargetRun
 from lab.topology import SecurityConfig, SwitchPortConfig, TopologyConfig
 

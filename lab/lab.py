@@ -29,7 +29,6 @@ from lab.topology import (
     SecurityConfig,
     TeamingConfig,
     TopologyConfig,
-    TopologyError,
     load_topology,
     parse_topology,
 )
