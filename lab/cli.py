@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("lab", nargs="?", default=bundled.DEFAULT_LAB,
                        help=f"topology file or bundled example (default: {bundled.DEFAULT_LAB})")
     audit.add_argument("--target", default="model", metavar="T",
-                       help="comma list of targets (default: model, the in-process switches)")
+                       help="comma list of targets: model (the in-process switches, default), "
+                            "live-vswitch, ovs, linux-bridge (live ones need root)")
     audit.add_argument("--profile", default="as-configured", choices=PROFILES,
                        help="re-run the topology with the virtual switches' security overridden")
     audit.add_argument("--attack", action="append", metavar="NAME", help="only this attack (repeatable)")
@@ -341,33 +342,50 @@ def cmd_audit(args, console: Console) -> int:
     return EXIT_FOUND if findings else EXIT_OK
 
 
+_SHORT = {"contained": "[green]·[/]", "leaked": "[bold white on red]L[/]",
+          "exposed": "[bold yellow]E[/]", "n/a": "[dim]-[/]"}
+
+
 def _print_audit(console: Console, report) -> None:
     from rich import box
 
     positions = list(dict.fromkeys(c.position for c in report.cases))
-    for target in report.targets:
-        cases = {(c.attack, c.position): c for c in report.cases if c.target == target}
-        table = Table(title=f"{report.lab}: audit on {target}, profile {report.profile}",
-                      title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
-        table.add_column("attack \\ position", no_wrap=True)
-        for number in range(1, len(positions) + 1):
-            table.add_column(str(number), justify="center", no_wrap=True)
-        for boundary in dict.fromkeys(c.boundary for c in report.cases):
-            table.add_row(f"[bold]{boundary} boundary[/]")
-            for attack in dict.fromkeys(c.attack for c in report.cases if c.boundary == boundary):
-                table.add_row("  " + attack, *[_CELL[cases[(attack, p)].verdict] if (attack, p) in cases
-                                              else "" for p in positions])
-        console.print(table)
+    cases = {(c.target, c.attack, c.position): c for c in report.cases}
+    several = len(report.targets) > 1
+    title = f"{report.lab}: audit on {', '.join(report.targets)}, profile {report.profile}"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("attack \\ position", no_wrap=True)
+    for number in range(1, len(positions) + 1):
+        table.add_column(str(number), justify="center", no_wrap=True)
+    for boundary in dict.fromkeys(c.boundary for c in report.cases):
+        table.add_row(f"[bold]{boundary} boundary[/]")
+        for attack in dict.fromkeys(c.attack for c in report.cases if c.boundary == boundary):
+            cells = []
+            for p in positions:
+                found = [cases.get((t, attack, p)) for t in report.targets]
+                marks = _SHORT if several else _CELL
+                cells.append("".join(marks[c.verdict] if c else " " for c in found))
+            table.add_row("  " + attack, *cells)
+    console.print(table)
     console.print("positions: " + ", ".join(f"{n} {p}" for n, p in enumerate(positions, 1)))
-    console.print("· contained   exp exposed (the configuration allows it)   LEAK leaked (isolation "
-                  "failure)   n/a not applicable\n")
+    if several:
+        console.print(f"each cell: {' / '.join(report.targets)};  · contained  E exposed  "
+                      "L leaked  - n/a\n")
+    else:
+        console.print("· contained   exp exposed (the configuration allows it)   LEAK leaked (isolation "
+                      "failure)   n/a not applicable\n")
     for case in (c for c in report.cases if c.verdict in ("leaked", "exposed")):
         style = "bold red" if case.verdict == "leaked" else "yellow"
         console.print(f"[{style}]{case.verdict}[/] {case.attack} from {case.position}"
-                      + (f" ({case.target})" if len(report.targets) > 1 else "")
+                      + (f" ({case.target})" if several else "")
                       + f": {case.detail}; "
                       + (f"allowed by: {case.allowed_by}" if case.allowed_by else "an isolation failure")
                       + (f"; [dim]evidence {case.evidence}[/]" if case.evidence else ""))
+    differences = report.differences()
+    if differences:
+        console.print(f"\n[bold]{len(differences)} cases differ between targets.[/] Why:")
+        for target, about in report.about.items():
+            console.print(f"  {target}: {about}")
     summary = ", ".join(f"{n} {v}" for v, n in report.summary.items())
     console.print(f"{len(report.cases)} cases: {summary}")
 
