@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -135,6 +137,106 @@ class _BridgeBackend:
         if self.ns is not None:
             self.ns.close()
             self.ns = None
+
+
+class _VswitchBackend:
+    """This project's switch, serving the switch-side veth ends through raw sockets.
+
+    A thread reads every port, hands the frames to the lab's endpoints (a VM adapter sends
+    them into its port; a machine on an uplink's cable puts them on the host's physical
+    adapter) and writes what the lab delivers back out. A reset builds the lab afresh.
+    """
+
+    def __init__(self) -> None:
+        self._config: TopologyConfig | None = None
+        self._wiring: Wiring | None = None
+        self._ports: dict[str, PacketPort] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inject: dict[str, Any] = {}  # endpoint -> how its frames enter the lab
+        self.lab: Any = None
+
+    def start(self, config: TopologyConfig, plan: VSwitchPlan, scope: Scope,
+              switch_netns: str) -> Wiring:
+        self._config = config
+        self._wiring = wire_plan(plan, scope, switch_netns, "vswitch-lab")
+        for endpoint, wired in self._wiring.endpoints.items():
+            if wired.switch_port is not None:
+                self._ports[endpoint] = PacketPort(switch_netns, wired.switch_port)
+        self.reset()
+        self._thread = threading.Thread(target=self._loop, name="vswitch-lab live target", daemon=True)
+        self._thread.start()
+        return self._wiring
+
+    def reset(self) -> None:
+        from lab.lab import Lab
+
+        with self._lock:
+            lab = Lab.from_config(self._config)
+            lab.recording = False
+            for endpoint, port in self._ports.items():
+                self._plug(lab, endpoint, port)
+            self.lab = lab
+
+    def _plug(self, lab: Any, endpoint: str, port: PacketPort) -> None:
+        attachment = self._wiring.endpoints[endpoint].attachment
+        if attachment.role == "uplink":  # the machine's cable ends at the host's adapter
+            pnic = lab.endpoint(f"{self._wiring.plan.host}.{attachment.uplink}")
+            pnic.wire = lambda frames, p=port: p.send(frames, skip_refused=True)
+            self._inject[endpoint] = pnic.receive_batch
+        else:
+            adapter = lab.endpoint(endpoint)
+            adapter.receiver = _PortSink(port)
+            self._inject[endpoint] = adapter.transmit_batch
+
+    def _loop(self) -> None:
+        poller = select.poll()
+        by_fd = {port.fileno(): endpoint for endpoint, port in self._ports.items()}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        while not self._stop.is_set():
+            for fd, _ in poller.poll(50):
+                endpoint = by_fd[fd]
+                frames = [f.data for f in self._ports[endpoint].drain()]
+                if frames:
+                    with self._lock:
+                        self._inject[endpoint](frames)
+                        self.lab.run()
+
+    def guest_set_mac(self, endpoint: str, mac: str) -> bool | None:
+        """The guest's driver tells its port (the control channel); None: not a VM adapter."""
+        with self._lock:
+            adapter = self.lab.endpoint(endpoint)
+            return adapter.set_mac(mac) if hasattr(adapter, "set_mac") else None
+
+    def guest_set_promiscuous(self, endpoint: str) -> bool | None:
+        with self._lock:
+            adapter = self.lab.endpoint(endpoint)
+            return adapter.set_promiscuous(True) if hasattr(adapter, "set_promiscuous") else None
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for port in self._ports.values():
+            with contextlib.suppress(OSError):
+                port.close()
+        self._ports.clear()
+
+
+class _PortSink:
+    """Stands in for a guest: what the lab delivers to the adapter leaves on the veth."""
+
+    def __init__(self, port: PacketPort) -> None:
+        self._port = port
+
+    def attach(self, adapter: Any) -> None:
+        pass
+
+    def receive(self, adapter: Any, frames: Sequence[bytes]) -> None:
+        self._port.send(frames, skip_refused=True)
 
 
 # --------------------------------------------------------------------------- the network
@@ -310,7 +412,10 @@ class LiveRun:
         net.activate(self)
         net.handles[wired.netns].set_mac(wired.ifname, mac)
         net.changed_mac.add(at)
-        return True  # the guest's interface changed; a learning switch has no say in it
+        told = getattr(net.backend, "guest_set_mac", None)
+        answer = told(at, mac) if told is not None else None
+        # a learning switch has no say in it; this project's port answers by its policy
+        return True if answer is None else answer
 
     def set_promiscuous(self, at: str) -> bool:
         net = self._network
@@ -318,7 +423,9 @@ class LiveRun:
         net.activate(self)
         net.handles[wired.netns].set_promiscuous(wired.ifname, True)
         net.promiscuous.add(at)
-        return True  # the kernel grants it; the switch under test has no such policy
+        told = getattr(net.backend, "guest_set_promiscuous", None)
+        answer = told(at) if told is not None else None
+        return True if answer is None else answer  # the kernel grants it; our port may not
 
     def wait(self, seconds: float) -> None:
         self._network.activate(self)
@@ -443,7 +550,18 @@ class LinuxBridgeTarget(_LiveTarget):
         return None
 
 
-LIVE_TARGETS: dict[str, type[_LiveTarget]] = {"ovs": OvsTarget, "linux-bridge": LinuxBridgeTarget}
+class LiveVswitchTarget(_LiveTarget):
+    """This project's switch between namespace guests: the same catalogue, real kernels."""
+
+    name = "live-vswitch"
+    tag = "lvs"
+
+    def _backend(self) -> _Backend:
+        return _VswitchBackend()
+
+
+LIVE_TARGETS: dict[str, type[_LiveTarget]] = {"live-vswitch": LiveVswitchTarget, "ovs": OvsTarget,
+                                              "linux-bridge": LinuxBridgeTarget}
 
 
 def make_live_target(name: str, config: TopologyConfig, **options: Any) -> _LiveTarget:
@@ -457,4 +575,5 @@ def make_live_target(name: str, config: TopologyConfig, **options: Any) -> _Live
 
 
 __all__ = ["BRIDGE_NO_VLANS", "LIVE_TARGETS", "LinuxBridgeTarget", "LiveNetwork", "LiveRun",
+           "LiveVswitchTarget",
            "LiveTargetError", "OvsTarget", "VLAN_BOUNDARIES", "make_live_target"]
