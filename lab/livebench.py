@@ -223,7 +223,17 @@ def default_candidates() -> dict[str, Callable[[float], Column]]:
 
 
 def ovs_column(seconds: float) -> Column:
-    raise VlabError("Open vSwitch column not wired yet")
+    """(c): Open vSwitch with the userspace datapath, both guests on one access VLAN."""
+    from lab.netns import tx_offload_off
+    from lab.ovs import Ovs
+
+    with _veth_guests("vlabov") as ends, Ovs(run_name="vlab-bench.ovs") as ovs:
+        for ns in (NS_A, NS_B):  # TCP through the userspace datapath needs it (PLATFORM.md)
+            tx_offload_off("eth0", netns=ns)
+        ovs.add_bridge("vlabbenchbr")
+        ovs.add_ports("vlabbenchbr", {end: ["tag=10"] for end in ends})
+        rtt, tcp, pps = measure(seconds)
+    return Column(OVS, rtt, tcp, pps, note="guests' transmit checksum offload off, as it needs")
 
 
 @contextlib.contextmanager
