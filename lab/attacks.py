@@ -436,8 +436,20 @@ class MacTableOverflow(Attack):
 # -- MAC forgery ------------------------------------------------------------------------------
 
 class _ForgeryAttack(Attack):
+    """Frames with a source address the attacker does not own: success is any arriving."""
+
     family = "mac-forgery"
     boundary = "MAC"
+    what: ClassVar[str] = "frames with another's source"
+
+    def frames(self, ctx: Context) -> list[bytes]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, ctx: Context) -> Success | None:
+        run = ctx.open()
+        run.send(ctx.at, self.frames(ctx))
+        landed = [e for e in ctx.observed if ctx.marked(run, e)]
+        return Success(f"{self.what} reached {', '.join(landed)}", run) if landed else None
 
     def exposed_by(self, ctx: Context) -> str | None:
         return ctx.forged_exposure()
@@ -447,13 +459,8 @@ class ForgedTransmit(_ForgeryAttack):
     name = "forged-transmit"
     summary = "frames sent with each victim's MAC as their source"
 
-    def run(self, ctx: Context) -> Success | None:
-        run = ctx.open()
-        run.send(ctx.at, [bytes(_ether(v.mac, BROADCAST) / ctx.payload(b"fx")) for v in ctx.victims()])
-        landed = [e for e in ctx.observed if ctx.marked(run, e)]
-        if landed:
-            return Success(f"frames with another's source reached {', '.join(landed)}", run)
-        return None
+    def frames(self, ctx: Context) -> list[bytes]:
+        return [bytes(_ether(v.mac, BROADCAST) / ctx.payload(b"fx")) for v in ctx.victims()]
 
 
 class MacChange(Attack):
@@ -512,22 +519,19 @@ class MacFlapping(_ForgeryAttack):
 class BadSource(_ForgeryAttack):
     name = "bad-source"
     summary = "group, broadcast and all-zero source MACs"
+    what = "frames with an impossible source"
 
-    def run(self, ctx: Context) -> Success | None:
-        run = ctx.open()
-        run.send(ctx.at, [bytes(_ether(src, BROADCAST) / ctx.payload(b"bs"))
-                          for src in ("01:00:5e:00:00:01", BROADCAST, "00:00:00:00:00:00")])
-        landed = [e for e in ctx.observed if ctx.marked(run, e)]
-        if landed:
-            return Success(f"frames with an impossible source reached {', '.join(landed)}", run)
-        return None
+    def frames(self, ctx: Context) -> list[bytes]:
+        return [bytes(_ether(src, BROADCAST) / ctx.payload(b"bs"))
+                for src in ("01:00:5e:00:00:01", BROADCAST, "00:00:00:00:00:00")]
 
 
 class ArpImpersonation(_ForgeryAttack):
     name = "garp-rarp-impersonation"
     summary = "gratuitous ARP and RARP announcing each victim's MAC, as a migrating VM would"
+    what = "announcements of others' MACs"
 
-    def run(self, ctx: Context) -> Success | None:
+    def frames(self, ctx: Context) -> list[bytes]:
         from scapy.layers.l2 import ARP, Ether
 
         frames = []
@@ -537,12 +541,7 @@ class ArpImpersonation(_ForgeryAttack):
                 / ctx.payload(b"ga")))
             frames.append(bytes(Ether(src=victim.mac, dst=BROADCAST, type=0x8035) / ARP(
                 op=3, hwsrc=victim.mac, hwdst=victim.mac) / ctx.payload(b"ra")))
-        run = ctx.open()
-        run.send(ctx.at, frames)
-        landed = [e for e in ctx.observed if ctx.marked(run, e)]
-        if landed:
-            return Success(f"announcements of others' MACs reached {', '.join(landed)}", run)
-        return None
+        return frames
 
 
 #: The catalogue, in report order.
