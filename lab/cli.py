@@ -141,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `vlab check | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _load(args) -> Lab:
@@ -158,24 +161,14 @@ def cmd_check(args, console: Console) -> int:
     if args.json:
         _emit_json(_check_doc(lab))
         return EXIT_OK
-    console.print(f"[bold]lab {lab.name}[/bold]: {lab.description}")
+    print(f"lab {lab.name}: {lab.description}" if lab.description else f"lab {lab.name}")
     for host in lab.hosts.values():
-        for switch in host.vswitches.values():
-            table = Table(title=f"{host.name} / {switch.name}  "
-                                f"(mtu {switch.mtu}; {switch.security.describe()})",
-                          show_lines=True, title_justify="left")
-            for column in ("port", "kind", "port group", "chains (ingress / egress)"):
-                table.add_column(column)
-            for port in switch.ports.values():
-                group = port.portgroup.name + " " + port.portgroup.mode_text if port.portgroup else "trunk"
-                chains = (" -> ".join(u.describe() for u in port.ingress) + "\n"
-                          + " -> ".join(u.describe() for u in port.egress))
-                table.add_row(port.name, port.kind.value, group, chains)
-            console.print(table)
+        print(host.describe())
+    for switch in lab.switches.values():
+        print(switch.describe())
     for machine in lab.machines.values():
         for adapter in machine.adapters.values():
-            console.print(f"endpoint {adapter.endpoint_id} -- "
-                          f"{lab.links.get(adapter.endpoint_id, 'not linked')}")
+            print(f"endpoint {adapter.endpoint_id} -- {lab.links.get(adapter.endpoint_id, 'not linked')}")
     for loop in lab.loops:
         console.print(f"[bold yellow]warning[/]: the physical network loops through {', '.join(loop)} "
                       "(no spanning tree: a broadcast will storm)")
