@@ -177,3 +177,18 @@ def test_graph_writes_a_picture(capsys, tmp_path):
 def test_graph_refuses_an_unknown_format(capsys, tmp_path):
     status, _, err = run(capsys, "graph", "--out", str(tmp_path / "x.gif"))
     assert status == 2 and "vlab: error:" in err
+
+
+GOLDEN = __import__("pathlib").Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("name, argv", [
+    ("trace-vgt-to-vst.txt", ["--at", "router01.eth0", "--hex",
+                              "00505600200100505600400181000014080045000014000100004001000000000000000000000000"]),
+    ("trace-uplink-broadcast.txt", ["--at", "tester.eth0", "--scapy",
+                                    'Ether(src="02:00:00:00:00:0a", dst="ff:ff:ff:ff:ff:ff")/Dot1Q(vlan=10)'
+                                    '/ARP(hwsrc="02:00:00:00:00:0a", psrc="198.18.10.9", pdst="198.18.10.1")']),
+])
+def test_trace_output_matches_the_golden_text(capsys, name, argv):
+    assert main(["trace", *argv]) == 0
+    assert capsys.readouterr().out == (GOLDEN / name).read_text()
