@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from vswitch.errors import ConfigError
-from vswitch.frame import BROADCAST, Frame, mac_bytes
+from vswitch.frame import BROADCAST, Frame, mac_bytes, mac_str
 from vswitch.policy import SecurityPolicy, ShapingPolicy, TeamingPolicy
 from vswitch.port import Port, PortKind
 from vswitch.portgroup import PortGroup
@@ -78,7 +78,7 @@ class VSwitch:
         if portgroup not in self.portgroups:
             raise ConfigError(f"{self.name}: no port group {portgroup!r}")
         if mac_bytes(mac)[0] & 1:
-            raise ConfigError(f"{name}: {mac} is a group address, not an adapter's")
+            raise ConfigError(f"{name}: {mac_str(mac_bytes(mac))} is a group address, not an adapter's")
         port = self._add_port(name, kind, self.portgroups[portgroup], mac)
         self.vm_ports.append(port)
         port.rebuild()
