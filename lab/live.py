@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import selectors
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -354,9 +353,3 @@ def _remove(created: Created) -> None:
     for ns in created.namespaces:
         if ns in existing:
             netns.remove(ns)
-
-
-def run_in(namespace: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    """A command inside a namespace (tests and `vlab bench --live` use it)."""
-    return subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True,
-                          timeout=timeout)

@@ -25,6 +25,7 @@ from pyroute2 import IPRoute, NetNS, netns
 
 from lab.lab import Lab
 from lab.live import LiveLab
+from lab.netns import run_in
 from vswitch.errors import VlabError
 from vswitch.tap import Tap
 
@@ -45,8 +46,7 @@ class Column:
 
 
 def _run(ns: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
-                          timeout=timeout)
+    return run_in(ns, list(argv), check=False, timeout=timeout)
 
 
 def measure(seconds: float = 3.0) -> tuple[float | None, float | None, float | None]:

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from lab.lab import Lab
-from lab.live import STATE_DIR, LiveLab, run_in
+from lab.live import STATE_DIR, LiveLab
+from lab.netns import run_in
 from tests.conftest import require_live
 
 #: Every bundled web-db lab and the variants built from it have names starting like this.
@@ -158,7 +159,7 @@ class LiveRun:
         return self.live.namespace_of(f"{node}.{self.port}")
 
     def run(self, node: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return run_in(self.ns(node), *argv, timeout=timeout)
+        return run_in(self.ns(node), list(argv), check=False, timeout=timeout)
 
     def popen(self, node: str, *argv: str, **kwargs) -> subprocess.Popen:
         """A process in a node's namespace; killed by `stop()` if still running."""
